@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# fastload setup: system libraries (apt), a virtualenv at .venv with torch, ffcv, numba, nltk and the
+# MMDetection stack (mmcv 2.1.0 built from source with the C++20 fix, its wheel cached), then fastload itself.
+# Idempotent: a second run checks a stamp and returns in about a second.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=$ROOT/.venv
+PY=${FASTLOAD_PYTHON:-python3}
+APT_PKGS="libturbojpeg0-dev libopencv-dev pkg-config wordnet-base wordnet-sense-index"
+TORCH="torch==2.14.1 torchvision==0.29.1"
+MMCV_VERSION=2.1.0
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/fastload
+STAMP=$VENV/.fastload-setup
+want_stamp=$(cat setup.sh pyproject.toml | sha256sum | cut -c1-16)
+
+say() { echo "[setup] $*" >&2; }
+
+install_system_packages() {
+  local missing=()
+  for p in $APT_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    say "missing system packages: ${missing[*]}"
+    say "install them as root with: apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+  say "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+build_mmcv_wheel() {
+  # PyPI has only mmcv's source release; mmdet 3.3.0 refuses mmcv >= 2.2.0. torch 2.14's headers need
+  # C++20, while mmcv's setup.py asks for C++14/17: patch the flags, build once, cache the wheel.
+  local pyver torchver key wheel_dir
+  pyver=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  torchver=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
+  key="mmcv-$MMCV_VERSION-torch$torchver-$pyver"
+  wheel_dir=$CACHE/wheels/$key
+  if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
+    say "building mmcv $MMCV_VERSION from source (about 10 minutes on 2 cores; cached in $wheel_dir)"
+    local work; work=$(mktemp -d)
+    "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
+    tar -xzf "$work"/mmcv-$MMCV_VERSION.tar.gz -C "$work"
+    sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
+    (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=$(nproc) FORCE_CUDA=0 \
+      "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/dist" .)
+    mkdir -p "$wheel_dir.tmp" && cp "$work"/dist/mmcv-*.whl "$wheel_dir.tmp/"
+    rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+    rm -rf "$work"
+  fi
+  "$VENV/bin/pip" install -q --no-deps "$wheel_dir"/mmcv-*.whl
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ]; then
+  exit 0
+fi
+install_system_packages
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/pip"
+say "installing Python packages into $VENV"
+"$PIP" install -q --upgrade "pip<26.2" "setuptools<70" wheel
+"$PIP" install -q $TORCH
+"$PIP" install -q "numpy>=1.26" "numba>=0.59" "nltk>=3.8" pyyaml tqdm pillow matplotlib tensorboard \
+  opencv-python-headless "pytest>=7" cython terminaltables pycocotools scipy shapely six
+# ffcv builds against libturbojpeg and opencv found through pkg-config.
+"$VENV/bin/python" -c 'import ffcv' 2>/dev/null || "$PIP" install -q --no-build-isolation "ffcv==1.0.2"
+"$PIP" install -q "mmengine==0.10.7" addict rich termcolor yapf
+# mmcv's setup script imports pkg_resources, which setuptools 70 dropped.
+"$PIP" install -q "setuptools<70"
+"$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null || build_mmcv_wheel
+"$PIP" install -q --no-deps "mmdet==3.3.0"
+"$PIP" install -q --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -c 'import torch, torchvision, ffcv, numba, nltk, mmcv.ops, mmdet, mmengine, fastload' 
+echo "$want_stamp" > "$STAMP"
+say "done: $VENV"

@@ -1,0 +1,550 @@
+"""Manifests: a pre-training set as row indices into the compiled TRAIN index plus a label lookup.
+
+Nothing is recompiled: a manifest is `indices` (sorted rows of train_index.npz / train.beton) and `label_lookup`
+(fine class id -> label id, -1 = excluded), applied at load time. A `Selection` says how to build one:
+
+- `label_set`: any label set of fastload.labelsets, mapped onto the index's classes BY WNID (see `resolve_label_set`);
+- `per_class` N: at most N images per unit (unit = fine class by default, as in the paper's Fig. 1; `unit='label'`
+  samples per label instead); classes with fewer images keep all of theirs;
+- `classes` k: a random subset of k units (among those the label set keeps);
+- `budget` B: exactly B images spread as evenly as possible over the chosen units (paper sec. 5.5 pairs:
+  1000 classes x N images versus N classes x 1000 images);
+- `seed`, `nested`: selection is deterministic for a seed. Nested (default): every image gets one seeded random key
+  (its position in a seeded permutation of all rows) and every unit takes its lowest-key images, so the 125-image set
+  contains the 50-image set; units likewise get one seeded key, so a 100-class subset lies inside the 500-class one.
+
+Label ids run 0..L-1 over the labels that received images, in wnid order; classes without images map to -1.
+
+The per-image work (ranking inside units, selection, per-class counts) runs as Numba kernels over the whole index:
+one pass over the rows in key order, no Python loop per image. fastload.manifest_reference does the same selection
+with plain NumPy/Python; tests assert both give identical indices and labels.
+"""
+import functools
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from .errors import FastloadError, UsageError
+
+UNITS = ("class", "label")
+PLURAL = {"class": "classes", "label": "labels"}
+IMAGENET_CLASSES = 1000       # plan counts are in ImageNet-1k terms ...
+IMAGENET_MAX_PER_CLASS = 1300  # ... where a class has at most 1300 train images
+FAMILIES = ("bottom_up", "top_down")
+PAPER_PLAN = "paper_manifests.yaml"
+
+
+# ---- what to select --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Selection:
+    """One manifest's recipe. `per_class` and `budget` exclude each other; None means 'all'."""
+    label_set: str = "full"
+    per_class: int = None
+    classes: int = None
+    budget: int = None
+    unit: str = "class"
+    seed: int = 0
+    nested: bool = True
+
+    def __post_init__(self):
+        for name in ("per_class", "classes", "budget"):
+            value = getattr(self, name)
+            if value is not None:
+                if not _is_int(value) or value <= 0:
+                    raise UsageError(f"{name} must be a positive integer or unset, got {value!r}")
+                object.__setattr__(self, name, int(value))  # plain ints: the recipe is saved as JSON
+        if not isinstance(self.label_set, str) or not self.label_set:
+            raise UsageError(f"label_set must be a label set name, got {self.label_set!r}")
+        if not isinstance(self.nested, bool):
+            raise UsageError(f"nested must be true or false, got {self.nested!r}")
+        if self.per_class is not None and self.budget is not None:
+            raise UsageError(f"give per_class ({self.per_class}) or budget ({self.budget}), not both: a budget "
+                             "decides the images per unit itself")
+        if self.unit not in UNITS:
+            raise UsageError(f"unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def image_order(num_rows: int, sel: Selection) -> np.ndarray:
+    """All rows in seeded random order: a row's position here is its key (lower keys are taken first)."""
+    entropy = [sel.seed, 0] if sel.nested else [sel.seed, 0, sel.per_class or 0, sel.budget or 0]
+    return np.random.default_rng(entropy).permutation(num_rows)
+
+
+def unit_order(num_units: int, sel: Selection) -> np.ndarray:
+    """All units (classes or labels) in seeded random order: class subsets and budget remainders follow it."""
+    entropy = [sel.seed, 1] if sel.nested else [sel.seed, 1, sel.classes or 0, sel.budget or 0]
+    return np.random.default_rng(entropy).permutation(num_units)
+
+
+# ---- the manifest file -----------------------------------------------------------------------------------------
+
+MANIFEST_KEYS = ("indices", "label_lookup", "label_wnids", "label_names", "recipe", "class_wnids")
+
+
+@dataclass
+class Manifest:
+    """Selected TRAIN rows (sorted int64), the class -> label lookup and the labels' wnids and names."""
+    indices: np.ndarray
+    label_lookup: np.ndarray
+    label_wnids: np.ndarray
+    label_names: np.ndarray
+    recipe: dict
+    class_wnids: np.ndarray
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_wnids)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.indices)
+
+    def labels(self, class_id: np.ndarray) -> np.ndarray:
+        """Label id of every selected row, given the index's class_id column."""
+        return self.label_lookup[np.asarray(class_id)[self.indices]]
+
+    def val_indices(self, val_index) -> np.ndarray:
+        """Every val row whose class maps to a label (relabel them with the same `label_lookup`).
+        `val_index`: a val_index.npz path or an object with `class_id` and `class_wnids`."""
+        if isinstance(val_index, (str, Path)):
+            class_id, class_wnids = read_index_classes(val_index)
+        else:
+            class_id, class_wnids = np.asarray(val_index.class_id), np.asarray(val_index.class_wnids)
+        if list(class_wnids) != list(self.class_wnids):
+            raise FastloadError(f"val index classes ({len(class_wnids)}) differ from this manifest's train classes "
+                                f"({len(self.class_wnids)}): compile train and val from the same dataset")
+        return np.flatnonzero(self.label_lookup[class_id] >= 0).astype(np.int64)
+
+    def save(self, path) -> Path:
+        """Write the .npz atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # own name: parallel writers never collide
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, indices=self.indices.astype(np.int64), label_lookup=self.label_lookup.astype(np.int32),
+                         label_wnids=np.asarray(self.label_wnids, dtype=str),
+                         label_names=np.asarray(self.label_names, dtype=str),
+                         recipe=np.array(json.dumps(self.recipe, sort_keys=True)),
+                         class_wnids=np.asarray(self.class_wnids, dtype=str))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+def load_manifest(path) -> Manifest:
+    path = Path(path)
+    if not path.is_file():
+        raise FastloadError(f"manifest {path} does not exist (build one with `fastload subset`)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in MANIFEST_KEYS if k not in data.files]
+            if missing:
+                raise FastloadError(f"{path} is not a fastload manifest: missing {', '.join(missing)}")
+            arrays = {k: data[k] for k in MANIFEST_KEYS}
+    except (OSError, ValueError) as e:
+        raise FastloadError(f"cannot read manifest {path}: {e}") from e
+    arrays["recipe"] = json.loads(str(arrays["recipe"]))
+    return Manifest(**arrays)
+
+
+def read_index_classes(path):
+    """(class_id int32 per row, class_wnids) of an index .npz, without loading its other columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastloadError(f"index {path} does not exist (write it with `fastload compile`)")
+    with np.load(path, allow_pickle=False) as data:
+        for key in ("class_id", "class_wnids"):
+            if key not in data.files:
+                raise FastloadError(f"index {path} has no '{key}' array (keys: {', '.join(data.files)})")
+        return data["class_id"].astype(np.int32, copy=False), data["class_wnids"].astype(str)
+
+
+# ---- label sets over the index's classes -----------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=8)
+def _label_sets_over(class_wnids: tuple) -> dict:
+    from .labelsets import build_label_sets, builtin_label_sets
+    from .resources import imagenet_wnids
+    if sorted(class_wnids) == imagenet_wnids():
+        return builtin_label_sets()
+    return build_label_sets(list(class_wnids))
+
+
+def resolve_label_set(name: str, class_wnids):
+    """A LabelSet for `name` usable with these classes.
+
+    - `full`: every class its own label (needs no WordNet, so works for any folder names);
+    - a built-in name (`bottom_up_918`, `pascal_removed`, ...): for the 1000 ImageNet classes the paper's label sets;
+      for any other class list the label sets are rebuilt over exactly those classes (their sizes differ then);
+    - `bottom_up@K` / `top_down@K`: the step of that family whose label count is nearest to K/1000 of the index's
+      classes (ties: the larger; never the 1-label step unless K=1), i.e. K in ImageNet-1k terms; on ImageNet-1k
+      `bottom_up@918` is `bottom_up_918`;
+    - `A+B`: the union of two label sets that keep disjoint classes (e.g. minimal_split_a+minimal_split_b = full);
+    - a path to a `class<TAB>label` .tsv file.
+    """
+    from .labelsets import LabelSet, get_label_set
+    class_wnids = [str(w) for w in class_wnids]
+    if "+" in name:
+        return _union(name, [resolve_label_set(part, class_wnids) for part in name.split("+")], class_wnids)
+    if name == "full":
+        return LabelSet("full", class_wnids, list(class_wnids), f"all {len(class_wnids)} classes, each its own label")
+    if name.endswith(".tsv") or "/" in name:
+        return get_label_set(name)
+    sets = _label_sets_over(tuple(class_wnids))
+    if "@" in name:
+        return _nearest_step(name, sets, len(class_wnids))
+    if name not in sets:
+        hint = "; for a family step in ImageNet-1k terms use bottom_up@K or top_down@K" if "_" in name else ""
+        raise UsageError(f"label set '{name}' is not defined over this index's {len(class_wnids)} classes; choose "
+                         f"one of: {', '.join(sets)}{hint}")
+    return sets[name]
+
+
+def _nearest_step(name, sets, num_classes):
+    family, _, k = name.partition("@")
+    if family not in FAMILIES or not k.isdigit() or int(k) <= 0:
+        raise UsageError(f"bad label set '{name}': expected FAMILY@K with FAMILY in {', '.join(FAMILIES)} and K a "
+                         "positive label count in ImageNet-1k terms, e.g. bottom_up@918")
+    target = int(k) * num_classes / IMAGENET_CLASSES
+    # a single label trains nothing: only K=1 asks for it
+    steps = [ls for n, ls in sets.items() if re.fullmatch(f"{family}_\\d+", n) and (ls.num_labels > 1 or int(k) == 1)]
+    if not steps:
+        raise UsageError(f"no {family} label sets over these {num_classes} classes")
+    return min(steps, key=lambda ls: (abs(ls.num_labels - target), -ls.num_labels))
+
+
+def _union(name, parts, class_wnids):
+    from .labelsets import LabelSet
+    mapped = [class_labels(ls, class_wnids) for ls in parts]
+    out = []
+    for i, labels in enumerate(zip(*mapped)):
+        kept = {lab for lab in labels if lab is not None}
+        if len(kept) > 1:
+            raise UsageError(f"label set '{name}': class {class_wnids[i]} has different labels in its parts {kept}")
+        out.append(kept.pop() if kept else None)
+    return LabelSet(name, list(class_wnids), out, f"union of {', '.join(ls.name for ls in parts)}")
+
+
+def class_labels(label_set, class_wnids) -> list:
+    """Label wnid (or None = excluded) of each of the index's classes, matched by wnid."""
+    pos = {w: i for i, w in enumerate(label_set.class_wnids)}
+    out = []
+    for w in class_wnids:
+        i = pos.get(str(w))
+        if i is None:
+            raise FastloadError(f"class {w} of the index is not among the {len(pos)} classes of label set "
+                                f"'{label_set.name}'")
+        out.append(label_set.class_to_label[i])
+    return out
+
+
+def label_names(wnids) -> list:
+    """WordNet synset names ('dog.n.01') for wnid labels; non-wnid labels (plain folder names) name themselves."""
+    wnids = [str(w) for w in wnids]
+    if not any(re.fullmatch(r"n\d{8}", w) for w in wnids):
+        return wnids
+    from .wordnet import default_tree
+    tree = default_tree()
+    return [tree.name(w) if re.fullmatch(r"n\d{8}", w) else w for w in wnids]
+
+
+# ---- Numba kernels ----------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def count_per_class(class_id, num_classes):
+    """Images per class; `bad` is the first row whose class id is out of range (-1 if none)."""
+    counts = np.zeros(num_classes, np.int64)
+    bad = -1
+    for i in range(class_id.shape[0]):
+        c = class_id[i]
+        if c < 0 or c >= num_classes:
+            bad = i
+            break
+        counts[c] += 1
+    return counts, bad
+
+
+@njit(cache=True)
+def sum_per_unit(class_counts, class_to_unit, num_units):
+    out = np.zeros(num_units, np.int64)
+    for c in range(class_counts.shape[0]):
+        u = class_to_unit[c]
+        if u >= 0:
+            out[u] += class_counts[c]
+    return out
+
+
+@njit(cache=True)
+def choose_units(order, eligible, k):
+    """The first k eligible units in `order` (k < 0: all eligible), as unit ids in that order."""
+    limit = eligible.shape[0] if k < 0 else k
+    chosen = np.empty(min(limit, eligible.shape[0]), np.int64)
+    m = 0
+    for j in range(order.shape[0]):
+        if m == limit:
+            break
+        u = order[j]
+        if eligible[u]:
+            chosen[m] = u
+            m += 1
+    return chosen[:m]
+
+
+@njit(cache=True)
+def fill_budget(avail, chosen, budget):
+    """Caps giving exactly `budget` images over the chosen units: the highest common level c with
+    sum(min(avail, c)) <= budget, then one more image for each of the first leftover units (in `chosen` order)
+    that still have images. The caller checks budget <= sum(avail[chosen])."""
+    lo, hi = 0, 0
+    for u in chosen:
+        hi = max(hi, avail[u])
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        total = 0
+        for u in chosen:
+            total += min(avail[u], mid)
+        if total <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    cap = np.zeros(avail.shape[0], np.int64)
+    left = budget
+    for u in chosen:
+        cap[u] = min(avail[u], lo)
+        left -= cap[u]
+    for u in chosen:
+        if left == 0:
+            break
+        if avail[u] > lo:
+            cap[u] += 1
+            left -= 1
+    return cap
+
+
+@njit(cache=True)
+def select_rows(order, class_in_order, class_to_unit, cap, num_classes):
+    """Walk the rows in key order; a row is taken while its unit is under its cap. Returns the selected rows
+    (sorted) and the number taken per class. Stops as soon as every cap is met."""
+    n = order.shape[0]
+    need = 0
+    for u in range(cap.shape[0]):
+        need += cap[u]
+    taken = np.zeros(cap.shape[0], np.int64)
+    per_class = np.zeros(num_classes, np.int64)
+    mask = np.zeros(n, np.bool_)
+    got = 0
+    for j in range(n):
+        if got == need:
+            break
+        c = class_in_order[j]
+        u = class_to_unit[c]
+        if u >= 0 and taken[u] < cap[u]:
+            taken[u] += 1
+            per_class[c] += 1
+            mask[order[j]] = True
+            got += 1
+    rows = np.empty(got, np.int64)
+    m = 0
+    for i in range(n):
+        if mask[i]:
+            rows[m] = i
+            m += 1
+    return rows, per_class
+
+
+@njit(cache=True)
+def relabel(class_label, per_class, num_labels):
+    """Compact label ids over the labels that got images (ascending old id); classes without images -> -1."""
+    new_id = np.full(num_labels, -1, np.int32)
+    for c in range(class_label.shape[0]):
+        if per_class[c] > 0 and class_label[c] >= 0:
+            new_id[class_label[c]] = 0
+    m = 0
+    for lab in range(num_labels):
+        if new_id[lab] == 0:
+            new_id[lab] = m
+            m += 1
+    lookup = np.full(class_label.shape[0], -1, np.int32)
+    for c in range(class_label.shape[0]):
+        if per_class[c] > 0 and class_label[c] >= 0:
+            lookup[c] = new_id[class_label[c]]
+    return lookup, new_id
+
+
+def compile_kernels() -> None:
+    """Run every kernel once on tiny arrays of the production dtypes: compiles them (or loads Numba's cache=True
+    cache from __pycache__), so later timings exclude JIT."""
+    class_id = np.array([0, 1, 1, 2], np.int32)
+    counts, _ = count_per_class(class_id, 3)
+    class_to_unit = np.array([0, 1, -1], np.int32)
+    avail = sum_per_unit(counts, class_to_unit, 2)
+    chosen = choose_units(np.array([1, 0], np.int64), avail > 0, -1)
+    cap = fill_budget(avail, chosen, 2)
+    order = np.array([3, 1, 0, 2], np.int64)
+    _, per_class = select_rows(order, class_id[order], class_to_unit, cap, 3)
+    relabel(class_to_unit, per_class, 2)
+
+
+# ---- building manifests -----------------------------------------------------------------------------------------
+
+class ManifestBuilder:
+    """Builds manifests from one index's class_id column; caches per-class counts and the seeded row order,
+    so a whole plan costs one permutation per seed and one kernel pass per manifest."""
+
+    def __init__(self, class_id, class_wnids, index_path=None):
+        self.class_id = np.ascontiguousarray(class_id, dtype=np.int32)
+        self.class_wnids = np.asarray([str(w) for w in class_wnids], dtype=str)
+        self.index_path = str(index_path) if index_path is not None else None
+        seen = set()
+        twice = [w for w in self.class_wnids.tolist() if w in seen or seen.add(w)]
+        if twice:
+            raise FastloadError(f"the index's class_wnids list {', '.join(twice[:5])} more than once")
+        self.class_counts, bad = count_per_class(self.class_id, len(self.class_wnids))
+        if bad >= 0:
+            raise FastloadError(f"index row {bad} has class id {self.class_id[bad]}, "
+                                f"outside 0..{len(self.class_wnids) - 1}")
+        self._orders = {}
+
+    def _order(self, sel):
+        key = (sel.seed, sel.nested, None if sel.nested else (sel.per_class, sel.budget))
+        if key not in self._orders:
+            order = image_order(len(self.class_id), sel)
+            self._orders = {key: (order, self.class_id[order])}  # keep one seed's order: 15 MB at ImageNet scale
+        return self._orders[key]
+
+    def build(self, sel: Selection, label_set=None, namer=label_names) -> Manifest:
+        """The manifest for `sel`; `label_set` (a LabelSet) overrides resolving `sel.label_set` by name."""
+        label_set = label_set if label_set is not None else resolve_label_set(sel.label_set, self.class_wnids)
+        present, class_label, class_to_unit, num_units = self._units(sel, label_set)
+        avail = sum_per_unit(self.class_counts, class_to_unit, num_units)
+        chosen = self._choose(sel, avail, label_set.name)
+        cap = self._caps(sel, avail, chosen)
+        order, class_in_order = self._order(sel)
+        rows, per_class = select_rows(order, class_in_order, class_to_unit, cap, len(class_label))
+        if len(rows) == 0:
+            raise FastloadError(f"label set '{label_set.name}' keeps {int((class_label >= 0).sum())} of this index's "
+                                f"{len(class_label)} classes ({', '.join(self.class_wnids[:3])}, ...) and no images: "
+                                "the manifest would be empty")
+        lookup, new_id = relabel(class_label, per_class, len(present))
+        kept = [lab for lab, i in zip(present, new_id) if i >= 0]
+        recipe = dict(asdict(sel), label_set_resolved=label_set.name, index=self.index_path,
+                      num_images=int(len(rows)), num_labels=len(kept), num_units=int(len(chosen)),
+                      min_per_unit=int(cap[chosen].min()), max_per_unit=int(cap[chosen].max()))
+        return Manifest(rows, lookup, np.asarray(kept, dtype=str), np.asarray(namer(kept), dtype=str), recipe,
+                        self.class_wnids)
+
+    def _units(self, sel, label_set):
+        """Label wnids present, each class's label id (-1 excluded), each class's unit (-1 excluded), unit count."""
+        mapped = class_labels(label_set, self.class_wnids)
+        present = sorted({lab for lab in mapped if lab is not None})
+        lab_id = {lab: i for i, lab in enumerate(present)}
+        class_label = np.array([lab_id[lab] if lab is not None else -1 for lab in mapped], dtype=np.int32)
+        if sel.unit == "label":
+            return present, class_label, class_label, len(present)
+        class_to_unit = np.where(class_label >= 0, np.arange(len(class_label)), -1).astype(np.int32)
+        return present, class_label, class_to_unit, len(class_label)
+
+    def _choose(self, sel, avail, label_set_name):
+        eligible = avail > 0
+        if sel.classes is not None and sel.classes > int(eligible.sum()):
+            raise UsageError(f"classes={sel.classes} but label set '{label_set_name}' keeps only {int(eligible.sum())} "
+                             f"{PLURAL[sel.unit]} with images in this index; choose at most that many")
+        return choose_units(unit_order(len(avail), sel), eligible, -1 if sel.classes is None else sel.classes)
+
+    def _caps(self, sel, avail, chosen):
+        if sel.budget is not None:
+            have = int(avail[chosen].sum())
+            if sel.budget > have:
+                raise UsageError(f"budget={sel.budget} images but the chosen {len(chosen)} {PLURAL[sel.unit]} "
+                                 f"hold only {have}")
+            return fill_budget(avail, chosen, sel.budget)
+        cap = np.zeros(len(avail), np.int64)
+        cap[chosen] = avail[chosen] if sel.per_class is None else np.minimum(avail[chosen], sel.per_class)
+        return cap
+
+
+def build_manifest(class_id, class_wnids, sel: Selection, label_set=None, index_path=None, namer=label_names):
+    """One manifest from plain arrays (class_id per row, class_wnids in class-id order)."""
+    return ManifestBuilder(class_id, class_wnids, index_path).build(sel, label_set, namer)
+
+
+def build_manifest_from_index(index_path, sel: Selection) -> Manifest:
+    class_id, class_wnids = read_index_classes(index_path)
+    return build_manifest(class_id, class_wnids, sel, index_path=Path(index_path).resolve())
+
+
+# ---- plans: many manifests from a YAML file ----------------------------------------------------------------------
+
+PLAN_KEYS = {"name", "kind", "question", "label_set", "per_class", "classes", "budget", "unit", "seed", "nested"}
+
+
+def plan_path(name: str) -> Path:
+    """`paper` -> datasets/paper_manifests.yaml; anything else is a YAML file path."""
+    from .resources import dataset_file
+    if name == "paper":
+        return dataset_file(PAPER_PLAN)
+    if not Path(name).is_file():
+        raise UsageError(f"plan '{name}' is neither 'paper' nor an existing YAML file")
+    return Path(name)
+
+
+def read_plan(path) -> list:
+    """[(name, kind, Selection)] from a plan YAML: `seed` (default for all) and a `manifests` list."""
+    import yaml
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise FastloadError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        raise FastloadError(f"{path}: expected a mapping with a 'manifests' list")
+    unknown = set(doc) - {"seed", "manifests"}
+    if unknown:
+        raise FastloadError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: seed, manifests")
+    plan, names = [], set()
+    for n, entry in enumerate(doc["manifests"], 1):
+        bad = set(entry) - PLAN_KEYS if isinstance(entry, dict) else {"<not a mapping>"}
+        if bad or "name" not in entry:
+            raise FastloadError(f"{path}: manifest #{n}: unknown keys {sorted(bad)} or no name; "
+                                f"allowed: {sorted(PLAN_KEYS)}")
+        if entry["name"] in names:
+            raise FastloadError(f"{path}: manifest name '{entry['name']}' appears twice")
+        names.add(entry["name"])
+        fields = {k: v for k, v in entry.items() if k not in ("name", "kind", "question")}
+        fields.setdefault("seed", doc.get("seed", 0))
+        try:
+            plan.append((entry["name"], entry.get("kind", ""), Selection(**fields)))
+        except UsageError as e:
+            raise FastloadError(f"{path}: manifest '{entry['name']}': {e}") from e
+    return plan
+
+
+def plan_scales(class_counts) -> tuple:
+    """(class scale, image scale) turning ImageNet-1k counts into counts for a smaller index: classes / 1000 and
+    largest class / 1300, each capped at 1 (an index as big as ImageNet or bigger keeps the paper's counts)."""
+    return (min(1.0, len(class_counts) / IMAGENET_CLASSES),
+            min(1.0, float(np.max(class_counts)) / IMAGENET_MAX_PER_CLASS) if len(class_counts) else 1.0)
+
+
+def scale_selection(sel: Selection, class_scale: float, image_scale: float) -> Selection:
+    """The selection with per_class x image_scale, classes x class_scale, budget x both (rounded half up, >= 1)."""
+    def scaled(value, factor):
+        return None if value is None else max(1, math.floor(value * factor + 0.5))
+    return Selection(sel.label_set, scaled(sel.per_class, image_scale), scaled(sel.classes, class_scale),
+                     scaled(sel.budget, class_scale * image_scale), sel.unit, sel.seed, sel.nested)

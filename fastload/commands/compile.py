@@ -1,0 +1,82 @@
+"""fastload compile: index an ImageNet-style folder into FFCV .beton files, or materialize one manifest.
+
+  fastload compile imagenet ROOT OUT [--max-resolution 256 --write-mode proportion ...]
+  fastload compile materialize --manifest M.npz --beton OUT/train.beton SUBSET.beton
+"""
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="compile_command", metavar="WHAT", required=True)
+    configure_imagenet(sub.add_parser(
+        "imagenet", help="compile ROOT (ILSVRC-2012 layout or any ImageFolder tree) into OUT",
+        description="Index ROOT/train/<class>/* and ROOT/val (class folders, or flat with LOC_val_solution.csv or "
+                    "the devkit's ILSVRC2012_validation_ground_truth.txt) and write OUT/{split}.beton, "
+                    "OUT/{split}_index.npz, classes.txt, compile.json, skipped.tsv and converted.tsv."))
+    configure_materialize(sub.add_parser(
+        "materialize", help="write a standalone beton holding only one manifest's rows",
+        description="Copy the rows of a manifest (its `indices`) from the base beton into a standalone beton, "
+                    "byte for byte, plus OUT_index.npz. Labels stay fine class ids (apply label_lookup at load)."))
+
+
+def configure_imagenet(p):
+    from ..compile import (DEFAULT_COMPRESS_PROBABILITY, DEFAULT_JPEG_QUALITY, DEFAULT_MAX_RESOLUTION,
+                           DEFAULT_WRITE_MODE, WRITE_MODES)
+    p.add_argument("root", help="dataset folder holding train/ and val/ (or Kaggle's ILSVRC/Data/CLS-LOC)")
+    p.add_argument("out", help="output folder for the betons, indices and reports")
+    p.add_argument("--splits", default="train,val", help="comma-separated splits to compile (default: train,val)")
+    p.add_argument("--max-resolution", type=int, default=DEFAULT_MAX_RESOLUTION,
+                   help=f"longest side of stored images; 0 keeps the original size (default: {DEFAULT_MAX_RESOLUTION})")
+    p.add_argument("--write-mode", choices=WRITE_MODES, default=DEFAULT_WRITE_MODE,
+                   help=f"store images raw, as JPEG, or a random proportion as JPEG (default: {DEFAULT_WRITE_MODE})")
+    p.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
+                   help=f"JPEG quality for compressed images, 1..100 (default: {DEFAULT_JPEG_QUALITY})")
+    p.add_argument("--compress-probability", type=float, default=DEFAULT_COMPRESS_PROBABILITY,
+                   help="with --write-mode proportion, the fraction stored as JPEG "
+                        f"(default: {DEFAULT_COMPRESS_PROBABILITY})")
+    p.add_argument("--num-workers", type=int, default=2, help="processes decoding and writing (default: 2)")
+    p.add_argument("--strict", action="store_true", help="fail when any file cannot be decoded (default: skip it "
+                                                          "and list it in OUT/skipped.tsv)")
+    p.add_argument("--devkit-class-order", default=None, metavar="FILE",
+                   help="for a flat val/ labelled by ILSVRC2012_validation_ground_truth.txt: the 1000 wnids in "
+                        "ILSVRC2012_ID order (the devkit's meta.mat order), one per line; `python -m pydoc "
+                        "fastload.index` shows how to make it from meta.mat (default: none)")
+    p.set_defaults(_compile_run=run_imagenet)
+
+
+def configure_materialize(p):
+    p.add_argument("out", help="the beton to write, e.g. subsets/bottom_up_127_x500.beton")
+    p.add_argument("--manifest", required=True, help="manifest .npz (from `fastload subset`) whose rows to copy")
+    p.add_argument("--beton", required=True, help="the base beton the manifest indexes, e.g. OUT/train.beton")
+    p.add_argument("--num-workers", type=int, default=2, help="writer processes (default: 2)")
+    p.set_defaults(_compile_run=run_materialize)
+
+
+def run(args):
+    return args._compile_run(args)
+
+
+def run_imagenet(args):
+    from ..compile import CompileSettings, compile_imagenet
+    from ..errors import UsageError
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits or len(set(splits)) != len(splits):
+        raise UsageError(f"--splits {args.splits!r}: give distinct split folder names, e.g. train,val")
+    settings = CompileSettings(args.max_resolution, args.write_mode, args.jpeg_quality, args.compress_probability,
+                               args.num_workers, args.strict)
+    summary = compile_imagenet(args.root, args.out, settings, splits, args.devkit_class_order)
+    counts = ", ".join(f"{s} {n} images" for s, n in summary["splits"].items())
+    print(f"compiled {args.root} -> {args.out}: {counts}, {summary['num_classes']} classes, "
+          f"{summary['seconds']} s")
+    print(f"skipped {summary['skipped']} undecodable file(s) (listed in {args.out}/skipped.tsv); "
+          f"converted {summary['converted']} to RGB (listed in {args.out}/converted.tsv)")
+    if not summary["wnid_class_names"]:
+        print("note: class folders are not WordNet ids (n########): the betons work with the 'full' labels, "
+              "but WordNet label sets cannot be built for this dataset")
+    return 0
+
+
+def run_materialize(args):
+    from ..compile import materialize
+    n = materialize(args.manifest, args.beton, args.out, args.num_workers)
+    print(f"materialized {n} rows of {args.beton} selected by {args.manifest} -> {args.out}")
+    return 0

@@ -1,0 +1,148 @@
+"""fastload.compile: betons row-aligned with their index, bad files reported, --strict, interrupted writes,
+materialized subsets identical to the base beton."""
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastload import compile as fc
+from fastload.errors import FastloadError
+from fastload.index import load_index
+from tiny_imagenet import CONVERTED, SKIPPED, WNIDS, make_tree
+
+RAW = fc.CompileSettings(max_resolution=0, write_mode="raw", num_workers=2)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A tiny tree with planted bad files, compiled raw at full size so pixels can be compared to the files."""
+    base = tmp_path_factory.mktemp("compiled")
+    good = make_tree(base / "root", val_layout="kaggle")
+    summary = fc.compile_imagenet(base / "root", base / "out", RAW)
+    return base, good, summary
+
+
+def stored_images(beton):
+    """(label, stored bytes, width, height, mode) per row, read with ffcv's Reader and a plain file read."""
+    from ffcv.reader import Reader
+    reader = Reader(str(beton))
+    data = np.fromfile(beton, dtype=np.uint8)
+    ptrs, sizes = reader.alloc_table["ptr"], reader.alloc_table["size"]
+    size_of = dict(zip(ptrs.tolist(), sizes.tolist()))
+    rows = []
+    for image, label in reader.metadata:
+        ptr = int(image["data_ptr"])
+        rows.append((int(label), data[ptr:ptr + size_of[ptr]], int(image["width"]), int(image["height"]),
+                     int(image["mode"])))
+    return rows
+
+
+def test_index_matches_the_written_files(compiled):
+    base, good, summary = compiled
+    assert summary["splits"] == {"train": len(good["train"]), "val": len(good["val"])}
+    for split in ("train", "val"):
+        index = load_index(base / "out" / f"{split}_index.npz")
+        assert index.path.tolist() == [r[0] for r in good[split]]
+        assert index.class_id.tolist() == [r[1] for r in good[split]]
+        assert index.width.tolist() == [r[2] for r in good[split]]
+        assert index.height.tolist() == [r[3] for r in good[split]]
+        assert index.nbytes.tolist() == [os.path.getsize(base / "root" / r[0]) for r in good[split]]
+        assert index.class_wnids.tolist() == WNIDS and index.root == str(base / "root")
+    assert (base / "out" / "classes.txt").read_text().split() == WNIDS
+
+
+def test_beton_rows_are_index_rows_with_the_files_pixels(compiled):
+    base, good, _ = compiled
+    for split in ("train", "val"):
+        index = load_index(base / "out" / f"{split}_index.npz")
+        rows = stored_images(base / "out" / f"{split}.beton")
+        assert [r[0] for r in rows] == index.class_id.tolist()
+        for (label, payload, w, h, mode), path in zip(rows, index.path):
+            reference = np.asarray(Image.open(base / "root" / path).convert("RGB"))
+            assert mode == 1 and (h, w) == reference.shape[:2]  # raw
+            assert np.array_equal(payload.reshape(h, w, 3), reference), path
+
+
+def test_bad_files_are_skipped_or_converted_and_reported(compiled):
+    base, _, summary = compiled
+    with open(base / "out" / "skipped.tsv") as f:
+        skipped = {row["path"].rsplit("/", 1)[1]: row["reason"] for row in csv.DictReader(f, delimiter="\t")}
+    assert set(skipped) == set(SKIPPED)
+    assert "0 bytes" in skipped["zero.JPEG"] and "truncated" in skipped["truncated.JPEG"]
+    assert "cannot identify" in skipped["garbage.JPEG"]
+    with open(base / "out" / "converted.tsv") as f:
+        converted = {row["path"].rsplit("/", 1)[1]: row["reason"] for row in csv.DictReader(f, delimiter="\t")}
+    assert set(converted) == set(CONVERTED)
+    assert "CMYK" in converted["cmyk.JPEG"] and "PNG" in converted["png_named.JPEG"]
+    assert summary["skipped"] == 3 and summary["converted"] == 3
+    assert not [n for n in os.listdir(base / "out") if n.startswith(".")]  # no temporary files left
+
+
+def test_cli_default_compile_and_strict(tmp_path, cli):
+    make_tree(tmp_path / "root", per_class=2, val_per_class=1, val_layout="devkit")
+    args = ["compile", "imagenet", tmp_path / "root", tmp_path / "out", "--splits", "val",
+            "--devkit-class-order", tmp_path / "root" / "class_order.txt"]
+    proc = cli(*args, check=True)
+    assert "val 3 images" in proc.stdout and "skipped 0" in proc.stdout
+    assert load_index(tmp_path / "out" / "val_index.npz").class_id.tolist() == [0, 1, 2]
+
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "strict", "--splits", "train", "--strict")
+    assert proc.returncode == 1
+    assert "--strict: 3 file(s) could not be decoded" in proc.stderr and "skipped.tsv" in proc.stderr
+    assert not (tmp_path / "strict" / "train.beton").exists()
+
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "x", "--write-mode", "png")
+    assert proc.returncode == 2 and "'raw', 'jpg', 'proportion'" in proc.stderr
+
+
+def test_interrupted_compile_leaves_no_beton_and_rerun_works(tmp_path, monkeypatch):
+    from ffcv.writer import DatasetWriter
+    make_tree(tmp_path / "root", per_class=2, val_per_class=1, bad=False)
+    out = tmp_path / "out"
+
+    def interrupted(self, allocations):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DatasetWriter, "finalize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fc.compile_imagenet(tmp_path / "root", out, fc.CompileSettings(num_workers=1), splits=("train",))
+    assert not (out / "train.beton").exists() and not (out / "compile.json").exists()
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+    monkeypatch.undo()
+    (out / ".train.beton.tmp").write_bytes(b"stale")  # as if a killed process left it
+    summary = fc.compile_imagenet(tmp_path / "root", out, fc.CompileSettings(num_workers=1), splits=("train",))
+    assert summary["splits"] == {"train": 6} and (out / "compile.json").exists()
+    assert len(stored_images(out / "train.beton")) == 6 and not (out / ".train.beton.tmp").exists()
+
+
+def test_materialized_beton_reads_back_identically(compiled, tmp_path, cli):
+    base, _, _ = compiled
+    rows = np.array([1, 4, 5, 10, 13])
+    np.savez(tmp_path / "m.npz", indices=rows, label_lookup=np.array([0, -1, 1], np.int32))
+    cli("compile", "materialize", tmp_path / "sub.beton", "--manifest", tmp_path / "m.npz",
+        "--beton", base / "out" / "train.beton", check=True)
+    original = stored_images(base / "out" / "train.beton")
+    copied = stored_images(tmp_path / "sub.beton")
+    assert len(copied) == len(rows)
+    for row, got in zip(rows, copied):
+        want = original[row]
+        assert got[0] == want[0] and got[2:] == want[2:] and np.array_equal(got[1], want[1])
+    sub_index = load_index(tmp_path / "sub_index.npz")
+    assert sub_index.path.tolist() == load_index(base / "out" / "train_index.npz").path[rows].tolist()
+
+
+def test_materialize_rejects_rows_past_the_end(compiled, tmp_path):
+    base, _, _ = compiled
+    np.savez(tmp_path / "m.npz", indices=np.array([0, 999]))
+    with pytest.raises(FastloadError, match="999 is past the end"):
+        fc.materialize(tmp_path / "m.npz", base / "out" / "train.beton", tmp_path / "sub.beton")
+
+
+def test_settings_are_checked():
+    with pytest.raises(FastloadError, match="jpeg-quality 0"):
+        fc.CompileSettings(jpeg_quality=0).check()
+    with pytest.raises(FastloadError, match="compress-probability 2"):
+        fc.CompileSettings(compress_probability=2).check()

@@ -1,0 +1,66 @@
+"""fastload synth: synthetic ImageNet / VOC / SUN397 datasets in their standard layouts (one renderer for all)."""
+
+
+def _workers_default():
+    import os
+    return min(2, os.cpu_count() or 1)
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="synth_command", metavar="DATASET", required=True)
+
+    im = sub.add_parser("imagenet", help="ILSVRC-2012 layout: train/<wnid>/, flat val/ + LOC_val_solution.csv",
+                        description="ILSVRC-2012 layout with real wnids chosen as whole WordNet groups; appearance "
+                                    "follows the WordNet tree (see fastload/synth/imagenet.py).")
+    im.add_argument("out", help="output folder (must not exist, or be empty)")
+    im.add_argument("--classes", type=int, default=100, help="number of ImageNet classes K, 2..1000 (default: 100)")
+    im.add_argument("--train-per-class", type=int, default=100, help="training images per class (default: 100)")
+    im.add_argument("--val-per-class", type=int, default=10, help="validation images per class (default: 10)")
+    im.add_argument("--size", default="128", help="image size S or WxH, e.g. 128 or 400x350 (default: 128)")
+    im.add_argument("--seed", type=int, default=0, help="seed for the class choice and the images (default: 0)")
+    im.add_argument("--workers", type=int, default=_workers_default(), help="render processes (default: min(2, CPUs))")
+
+    voc = sub.add_parser("voc", help="VOCdevkit/VOC2007 (detection, 20 classes) and VOC2012 (10 actions)",
+                         description="VOCdevkit with VOC2007 detection data and VOC2012 action data, drawn with "
+                                     "per-category appearance from the categories' WordNet synsets.")
+    voc.add_argument("out", help="output folder (must not exist, or be empty)")
+    voc.add_argument("--train", type=int, default=24, help="VOC2007 trainval images (default: 24)")
+    voc.add_argument("--test", type=int, default=12, help="VOC2007 test images (default: 12)")
+    voc.add_argument("--action-train", type=int, default=16, help="VOC2012 Action train images (default: 16)")
+    voc.add_argument("--action-val", type=int, default=12, help="VOC2012 Action val images (default: 12)")
+    voc.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+
+    sun = sub.add_parser("sun", help="SUN397 layout: SUN397/<letter>/<scene>/*.jpg + Partitions/",
+                         description="SUN397 folder with real category names and the official partition files.")
+    sun.add_argument("out", help="output folder (must not exist, or be empty)")
+    sun.add_argument("--classes", type=int, default=10, help="number of scene categories, 2..40 (default: 10)")
+    sun.add_argument("--train-per-class", type=int, default=10, help="training images per category (default: 10)")
+    sun.add_argument("--test-per-class", type=int, default=10, help="test images per category (default: 10)")
+    sun.add_argument("--size", default="128x96", help="image size S or WxH (default: 128x96)")
+    sun.add_argument("--partitions", type=int, default=1,
+                     help="number of Training_0p/Testing_0p partition pairs, 1..10 (default: 1)")
+    sun.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+
+
+def run(args):
+    if args.synth_command == "imagenet":
+        from ..synth.imagenet import write_imagenet
+        s = write_imagenet(args.out, args.classes, args.train_per_class, args.val_per_class, args.size, args.seed,
+                           args.workers)
+        total = s["classes"] * (s["train_per_class"] + s["val_per_class"])
+        print(f"wrote {args.out}: {s['classes']} classes, {s['classes'] * s['train_per_class']} train + "
+              f"{s['classes'] * s['val_per_class']} val images ({s['width']}x{s['height']}) in {s['seconds']} s "
+              f"({total / max(s['seconds'], 1e-9):.0f} images/s)")
+    elif args.synth_command == "voc":
+        from ..synth.voc import write_voc
+        s = write_voc(args.out, args.train, args.test, args.action_train, args.action_val, args.seed)
+        print(f"wrote {args.out}/VOCdevkit: VOC2007 {s['trainval']} trainval + {s['test']} test images "
+              f"({s['objects']} objects); VOC2012 {s['action_train']} + {s['action_val']} action images "
+              f"({s['persons']} persons) in {s['seconds']} s")
+    else:
+        from ..synth.sun import write_sun
+        s = write_sun(args.out, args.classes, args.train_per_class, args.test_per_class, args.size, args.seed,
+                      args.partitions)
+        print(f"wrote {args.out}: {s['classes']} SUN397 categories, {s['train']} train + {s['test']} test images "
+              f"in {s['seconds']} s")
+    return 0

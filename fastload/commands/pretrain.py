@@ -1,0 +1,69 @@
+"""fastload pretrain: train AlexNet on one manifest with a recipe from train/ (resumable; torchrun for DDP).
+
+    fastload pretrain --recipe fast --manifest M.npz --data COMPILED --out runs/NAME [--epochs 16] [--set lr=0.02]
+    torchrun --nproc_per_node 8 -m fastload.cli pretrain --recipe fast ... --resume
+"""
+
+
+def configure(p):
+    from ..pretrain import SETTINGS  # light: fastload.pretrain imports torch only inside its functions
+    p.add_argument("--recipe", default="fast",
+                   help="paper, fast, smoke (train/NAME.yaml) or a path to a .yaml (default: fast)")
+    p.add_argument("--manifest", required=True, help="pre-training manifest .npz (fastload subset)")
+    p.add_argument("--data", help="a `fastload compile` output folder: fills --beton, --val-beton, --val-index")
+    p.add_argument("--beton", help="train .beton (default: DATA/train.beton)")
+    p.add_argument("--val-beton", help="val .beton (default: DATA/val.beton)")
+    p.add_argument("--val-index", help="val index .npz (default: DATA/val_index.npz)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists (else start)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe setting (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    group = p.add_argument_group("recipe settings (override the recipe's value)")
+    for s in SETTINGS:
+        group.add_argument("--" + s.name.replace("_", "-"), dest="cfg_" + s.name, default=None,
+                           metavar=s.type.__name__.upper(),
+                           help=f"{s.help} ({'one of ' + ', '.join(s.choices) + '; ' if s.choices else ''}"
+                                f"default: the recipe's value)")
+
+
+def resolve_inputs(args) -> dict:
+    from pathlib import Path
+
+    from ..errors import UsageError
+    data = Path(args.data) if args.data else None
+    defaults = {"beton": "train.beton", "val_beton": "val.beton", "val_index": "val_index.npz"}
+    inputs = {"manifest": args.manifest, "out": args.out}
+    for key, filename in defaults.items():
+        value = getattr(args, key)
+        if value is None and data is None:
+            raise UsageError(f"--{key.replace('_', '-')} is required (or give --data, a compiled folder)")
+        inputs[key] = value if value is not None else str(data / filename)
+    return inputs
+
+
+def collect_overrides(args) -> list:
+    from ..errors import UsageError
+    pairs = [(k[4:], v) for k, v in vars(args).items() if k.startswith("cfg_") and v is not None]
+    for item in args.sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def run(args):
+    import yaml
+
+    from .. import pretrain
+    overrides = collect_overrides(args)
+    if args.print_config:
+        cfg = pretrain.apply_overrides(pretrain.load_recipe(args.recipe), overrides)
+        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        return 0
+    summary = pretrain.main(args.recipe, overrides, resolve_inputs(args), resume=args.resume)
+    if summary is not None:  # rank 0
+        print(f"top-1 {summary['top1']:.2f}%  top-{summary['topk']} {summary['top5']:.2f}%  "
+                  f"{summary['epochs']} epochs  {summary['images_per_s']:,.0f} img/s  -> {args.out}/summary.json")
+    return 0

@@ -17,8 +17,12 @@ want_stamp=$(cat setup.sh pyproject.toml | sha256sum | cut -c1-16)
 say() { echo "[setup] $*" >&2; }
 
 install_system_packages() {
-  local missing=()
-  for p in $APT_PKGS; do
+  local missing=() pkgs=$APT_PKGS
+  # Compilers and Python headers for ffcv and mmcv, venv for the virtualenv, when the machine lacks them.
+  command -v g++ >/dev/null || pkgs="$pkgs build-essential"
+  "$PY" -c 'import ensurepip, venv' 2>/dev/null || pkgs="$pkgs python3-venv"
+  [ -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)/Python.h" ] || pkgs="$pkgs python3-dev"
+  for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -73,6 +77,8 @@ say "installing Python packages into $VENV"
 "$PIP" install -q "setuptools<70"
 "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null || build_mmcv_wheel
 "$PIP" install -q --no-deps "mmdet==3.3.0"
+# torch 2.14 asks for setuptools >= 77; < 81 still carries pkg_resources for mmengine's and mmcv's imports.
+"$PIP" install -q "setuptools>=77,<81"
 "$PIP" install -q --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c 'import torch, torchvision, ffcv, numba, nltk, mmcv.ops, mmdet, mmengine, fastload' 
 echo "$want_stamp" > "$STAMP"

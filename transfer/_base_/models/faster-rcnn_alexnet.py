@@ -1,0 +1,73 @@
+# Faster R-CNN on AlexNet conv5 (stride 16), as in py-faster-rcnn's ZF/CaffeNet end-to-end models:
+# RPN on conv5 (3 scales x 3 ratios), RoI pooling of conv5 to 6x6 (in place of pool5), fc6/fc7 of the
+# pre-trained network as the box head, new 21-way classifier (20 classes + background) and class-wise box regression.
+# arch and checkpoint: the backbone and the box head must name the same ones (`fastload transfer --checkpoint`
+# fills every `checkpoint` below).
+arch = 'alexnet_caffe'
+model = dict(
+    type='FasterRCNN',
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        # the pre-training loader's normalisation: RGB, ImageNet mean/std (on 0-255 pixels)
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=16),
+    backbone=dict(type='FastloadAlexNet', arch=arch, checkpoint=None, frozen_stages=1),
+    rpn_head=dict(
+        type='RPNHead',
+        in_channels=256,
+        feat_channels=256,
+        anchor_generator=dict(
+            type='AnchorGenerator', scales=[8, 16, 32], ratios=[0.5, 1.0, 2.0], strides=[16]),
+        bbox_coder=dict(
+            type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0], target_stds=[1.0, 1.0, 1.0, 1.0]),
+        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
+    roi_head=dict(
+        type='StandardRoIHead',
+        bbox_roi_extractor=dict(
+            type='TorchvisionRoIExtractor',
+            roi_layer=dict(type='RoIPool', output_size=6),
+            out_channels=256,
+            featmap_strides=[16]),
+        bbox_head=dict(
+            type='AlexNetBBoxHead',
+            arch=arch,
+            checkpoint=None,
+            dropout=0.5,
+            in_channels=256,
+            roi_feat_size=6,
+            fc_out_channels=4096,
+            num_classes=20,
+            bbox_coder=dict(
+                type='DeltaXYWHBBoxCoder',
+                target_means=[0., 0., 0., 0.],
+                target_stds=[0.1, 0.1, 0.2, 0.2]),
+            reg_class_agnostic=False,
+            loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))),
+    # py-faster-rcnn's end-to-end settings (lib/fast_rcnn/config.py)
+    train_cfg=dict(
+        rpn=dict(
+            assigner=dict(
+                type='MaxIoUAssigner', pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3,
+                match_low_quality=True, ignore_iof_thr=-1),
+            sampler=dict(
+                type='RandomSampler', num=256, pos_fraction=0.5, neg_pos_ub=-1, add_gt_as_proposals=False),
+            allowed_border=0,
+            pos_weight=-1,
+            debug=False),
+        rpn_proposal=dict(
+            nms_pre=12000, max_per_img=2000, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
+        rcnn=dict(
+            assigner=dict(
+                type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5,
+                match_low_quality=False, ignore_iof_thr=-1),
+            sampler=dict(
+                type='RandomSampler', num=128, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True),
+            pos_weight=-1,
+            debug=False)),
+    test_cfg=dict(
+        rpn=dict(nms_pre=6000, max_per_img=300, nms=dict(type='nms', iou_threshold=0.7), min_bbox_size=0),
+        rcnn=dict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.3), max_per_img=100)))

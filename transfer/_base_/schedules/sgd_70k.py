@@ -1,0 +1,16 @@
+# The paper's fine-tuning schedule (Huh et al. 2016, after py-faster-rcnn): 70k iterations of SGD,
+# lr 0.001, divided by 10 at 40k; momentum 0.9, weight decay 5e-4, biases at 2x lr without decay (Caffe's usual).
+max_iters = 70000
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+param_scheduler = [
+    dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[40000], gamma=0.1)
+]
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005),
+    paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0))
+# lr above is for the total batch of 1 image per GPU x 1 GPU that py-faster-rcnn used; enable to scale linearly
+auto_scale_lr = dict(enable=False, base_batch_size=1)

@@ -47,6 +47,8 @@ build_mmcv_wheel() {
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
     say "building mmcv $MMCV_VERSION from source (about 10 minutes on 2 cores; cached in $wheel_dir)"
     local work; work=$(mktemp -d)
+    # mmcv 2.1's setup script needs the setuptools of its day (pkg_resources, setup.py develop): build with < 70.
+    "$PIP" install -q "setuptools<70" 2>/dev/null
     "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
     tar -xzf "$work"/mmcv-$MMCV_VERSION.tar.gz -C "$work"
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
@@ -55,6 +57,7 @@ build_mmcv_wheel() {
     mkdir -p "$wheel_dir.tmp" && cp "$work"/dist/mmcv-*.whl "$wheel_dir.tmp/"
     rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
     rm -rf "$work"
+    "$PIP" install -q "$SETUPTOOLS" 2>/dev/null
   fi
   "$VENV/bin/pip" install -q --no-deps "$wheel_dir"/mmcv-*.whl
 }
@@ -66,19 +69,17 @@ install_system_packages
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/pip"
 say "installing Python packages into $VENV"
-"$PIP" install -q --upgrade "pip<26.2" "setuptools<70" wheel
+# torch 2.14 asks for setuptools >= 77; < 81 still carries pkg_resources, which mmengine imports.
+SETUPTOOLS="setuptools>=77,<81"
+"$PIP" install -q --upgrade "pip<26.2" "$SETUPTOOLS" wheel
 "$PIP" install -q $TORCH
 "$PIP" install -q "numpy>=1.26" "numba>=0.59" "nltk>=3.8" pyyaml tqdm pillow matplotlib tensorboard \
   opencv-python-headless "pytest>=7" cython terminaltables pycocotools scipy shapely six
 # ffcv builds against libturbojpeg and opencv found through pkg-config.
 "$VENV/bin/python" -c 'import ffcv' 2>/dev/null || "$PIP" install -q --no-build-isolation "ffcv==1.0.2"
 "$PIP" install -q "mmengine==0.10.7" addict rich termcolor yapf
-# mmcv's setup script imports pkg_resources, which setuptools 70 dropped.
-"$PIP" install -q "setuptools<70"
 "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null || build_mmcv_wheel
 "$PIP" install -q --no-deps "mmdet==3.3.0"
-# torch 2.14 asks for setuptools >= 77; < 81 still carries pkg_resources for mmengine's and mmcv's imports.
-"$PIP" install -q "setuptools>=77,<81"
 "$PIP" install -q --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c 'import torch, torchvision, ffcv, numba, nltk, mmcv.ops, mmdet, mmengine, fastload' 
 echo "$want_stamp" > "$STAMP"

@@ -1,0 +1,119 @@
+"""Coarse versus fine accuracy (paper sec. 5.4, Fig. 6): for a network trained on the fine classes, which coarse
+classes does it recognise much better as a whole than class by class?
+
+For each coarse label G of a coarse label set (default top_down_127) with at least `min_subclasses` fine classes
+in the dataset, on the val images of G's fine classes:
+- coarse accuracy: fraction of images whose top-1 fine prediction is any fine class of G;
+- fine accuracy: the mean over G's fine classes of the fraction of their images predicted as exactly that class;
+- gap = coarse accuracy - fine accuracy (>= 0: every exact hit is also a coarse hit).
+Coarse accuracy is averaged per fine class too (mean over G's classes of each class's coarse hit rate), so both
+terms weigh the classes alike; on ImageNet's balanced val set (50 images per class) this equals the image average.
+"""
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FastloadError, UsageError
+from . import features as F
+
+TABLE_COLUMNS = ("coarse_wnid", "name", "subclasses", "images", "coarse_acc", "fine_acc", "gap")
+
+
+def coarse_fine_table(targets, predictions, class_to_coarse, min_subclasses: int = 5) -> list:
+    """Rows (dicts with coarse id, subclasses, images, coarse_acc, fine_acc, gap), sorted by gap, largest first.
+
+    targets, predictions: fine class ids (int arrays of equal length); class_to_coarse: int array, fine class id ->
+    coarse id (-1 when the class has no coarse label). Predictions outside [0, num_classes) count as wrong.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    class_to_coarse = np.asarray(class_to_coarse, dtype=np.int64)
+    if targets.shape != predictions.shape:
+        raise UsageError(f"{len(targets)} targets but {len(predictions)} predictions")
+    valid = (predictions >= 0) & (predictions < len(class_to_coarse))
+    pred_coarse = np.where(valid, class_to_coarse[np.clip(predictions, 0, len(class_to_coarse) - 1)], -2)
+    rows = []
+    for g in np.unique(class_to_coarse[class_to_coarse >= 0]):
+        subclasses = [c for c in np.flatnonzero(class_to_coarse == g) if np.any(targets == c)]
+        if len(subclasses) < min_subclasses:
+            continue
+        fine = [np.mean(predictions[targets == c] == c) for c in subclasses]
+        coarse = [np.mean(pred_coarse[targets == c] == g) for c in subclasses]
+        rows.append({"coarse": int(g), "subclasses": len(subclasses),
+                     "images": int(np.isin(targets, subclasses).sum()), "coarse_acc": float(np.mean(coarse)),
+                     "fine_acc": float(np.mean(fine)), "gap": float(np.mean(coarse) - np.mean(fine))})
+    return sorted(rows, key=lambda r: (-r["gap"], r["coarse"]))
+
+
+def model_to_dataset_classes(label_wnids, class_wnids, checkpoint) -> np.ndarray:
+    """int array: model output j -> the dataset class id with the same wnid. The model must predict fine classes."""
+    class_of = {str(w): i for i, w in enumerate(class_wnids)}
+    unknown = [w for w in label_wnids if w not in class_of]
+    if not label_wnids or unknown:
+        problem = "are not recorded" if not label_wnids else f"include {unknown[0]} ({len(unknown)} not dataset classes)"
+        raise FastloadError(f"{checkpoint}: coarse-fine needs a network trained on the dataset's fine classes (label "
+                            f"set 'full'); its labels {problem}")
+    return np.array([class_of[w] for w in label_wnids], dtype=np.int64)
+
+
+def run_coarse_fine(args) -> list:
+    from ..index import load_index
+    from ..labelsets import get_label_set
+    from ..wordnet import default_tree
+    import torch
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    beton, index_path = F.beton_dir_files(args.beton_dir, ("val",))["val"]
+    index = load_index(index_path)
+    class_wnids = [str(w) for w in index.class_wnids]
+    label_set = get_label_set(args.labelset)
+    class_labels = F.labels_of_classes(label_set, class_wnids)
+    coarse_wnids = sorted({lab for lab in class_labels if lab is not None})
+    coarse_id = {w: i for i, w in enumerate(coarse_wnids)}
+    class_to_coarse = np.array([coarse_id[lab] if lab is not None else -1 for lab in class_labels])
+    model, meta = F.load_model(args.checkpoint)
+    out_to_class = model_to_dataset_classes(list(meta.get("label_wnids") or []), class_wnids, args.checkpoint)
+    rows = np.arange(len(index), dtype=np.int64)
+    outputs = F.predict_from_beton(model, beton, index, rows, batch_size=args.batch_size, device=device,
+                                   resolution=args.resolution or F.default_resolution(meta),
+                                   num_workers=args.num_workers)
+    table = coarse_fine_table(index.class_id[rows], out_to_class[outputs], class_to_coarse, args.min_subclasses)
+    if not table:
+        raise UsageError(f"no coarse label of {args.labelset} has >= {args.min_subclasses} sub-classes in "
+                         f"{args.beton_dir}; lower --min-subclasses")
+    tree = default_tree()
+    for r in table:
+        r["coarse_wnid"] = coarse_wnids[r["coarse"]]
+        r["name"] = tree.lemma(r["coarse_wnid"])
+    out = Path(args.out or Path(args.checkpoint).parent / f"coarse_fine_{label_set.name}.tsv")
+    write_table(table, out)
+    print_table(table, args.show, label_set.name, out)
+    return table
+
+
+def write_table(table: list, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(TABLE_COLUMNS)
+        for r in table:
+            writer.writerow([r["coarse_wnid"], r["name"], r["subclasses"], r["images"],
+                             f"{r['coarse_acc']:.4f}", f"{r['fine_acc']:.4f}", f"{r['gap']:.4f}"])
+    os.replace(tmp, path)
+
+
+def print_table(table: list, show: int, labelset: str, path) -> None:
+    def line(r):
+        return (f"{r['coarse_wnid']}  {r['name'][:24]:<24} {r['subclasses']:>4} {r['coarse_acc']:>7.3f} "
+                f"{r['fine_acc']:>7.3f} {r['gap']:>7.3f}")
+    header = f"{'coarse':<9}  {'name':<24} {'subs':>4} {'coarse':>7} {'fine':>7} {'gap':>7}"
+    print(f"coarse minus fine accuracy for {len(table)} coarse classes of {labelset}")
+    print(f"largest gaps:\n{header}")
+    for r in table[:show]:
+        print(line(r))
+    print(f"smallest gaps:\n{header}")
+    for r in table[-show:]:
+        print(line(r))
+    print(f"wrote {path}")

@@ -1,0 +1,150 @@
+"""Network activations (fc7 features, fc8 predictions) over chosen rows of a compiled .beton, batched.
+
+The images come through the fastload loader in evaluation mode (centre crop, no flip), with the identity label
+lookup, so the loader's labels are the fine class ids of the rows: they are checked against the index, which also
+proves the loader kept the requested row order. On CUDA the network runs under bfloat16 autocast (the loader
+yields bf16 images there); on the CPU in float32. Features are stored as float16 (half the memory of float32;
+fc7 activations are post-ReLU values far inside float16's range), optionally in a .npy memmap on disk.
+"""
+import time
+
+import numpy as np
+import torch
+
+from ..errors import FastloadError, UsageError
+
+FEATURE_DTYPE = np.float16
+DEFAULT_BATCH_SIZE = 256
+
+
+def default_resolution(meta: dict) -> int:
+    """The checkpoint's own validation crop (its recipe's val_res), else the one its architecture was designed
+    for: 227 for BVLC AlexNet, 224 for torchvision's."""
+    recipe = meta.get("recipe") or {}
+    if isinstance(recipe, dict) and int(recipe.get("val_res") or 0) > 0:
+        return int(recipe["val_res"])
+    return 227 if meta["arch"] == "alexnet_caffe" else 224
+
+
+def identity_lookup(num_classes: int) -> np.ndarray:
+    return np.arange(num_classes, dtype=np.int32)
+
+
+def layer_outputs(model, images: torch.Tensor, layer: str) -> torch.Tensor:
+    from ..models.alexnet import extract_features
+    return extract_features(model, images, upto=layer)
+
+
+def allocate(n: int, dim: int, out_path=None, dtype=FEATURE_DTYPE) -> np.ndarray:
+    """An [n, dim] array: in memory, or a .npy memmap at `out_path` (for databases larger than RAM)."""
+    if out_path is None:
+        return np.empty((n, dim), dtype=dtype)
+    return np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype, shape=(n, dim))
+
+
+def collect_outputs(model, batches, n: int, layer: str = "fc7", device="cpu", out_path=None, desc="features",
+                    dtype=FEATURE_DTYPE):
+    """Run `model` over an iterable of (images, labels) batches covering `n` rows in order.
+
+    Returns (outputs [n, dim] of `dtype`, labels int64 [n]). `layer` is any layer of fastload's AlexNets
+    (conv1..conv5, pool5, fc6, fc7, fc8).
+    """
+    from tqdm import tqdm
+    device = torch.device(device)
+    model = model.to(device).eval()
+    feats, labels, filled = None, np.empty(n, dtype=np.int64), 0
+    start = time.perf_counter()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"), \
+            tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
+        for images, batch_labels in batches:
+            images = images.to(device, non_blocking=True)
+            out = layer_outputs(model, images if device.type == "cuda" else images.float(), layer)
+            out = out.flatten(1).float().cpu().numpy()
+            if feats is None:
+                feats = allocate(n, out.shape[1], out_path, dtype)
+            if filled + len(out) > n:
+                raise FastloadError(f"the loader yielded more than the {n} requested rows")
+            feats[filled:filled + len(out)] = out
+            labels[filled:filled + len(out)] = batch_labels.cpu().numpy().reshape(-1)
+            filled += len(out)
+            bar.update(len(out))
+            bar.set_postfix(img_s=f"{filled / (time.perf_counter() - start):.0f}")
+    if filled != n:
+        raise FastloadError(f"the loader yielded {filled} rows, expected {n}")
+    return feats, labels
+
+
+def extract_from_beton(model, beton_path, index, rows, layer: str = "fc7", batch_size: int = DEFAULT_BATCH_SIZE,
+                       resolution: int = 227, device="cpu", num_workers: int = 2, out_path=None, desc="features",
+                       dtype=FEATURE_DTYPE):
+    """Activations of `layer` for rows `rows` (sorted int64) of `beton_path`, whose index is `index`.
+
+    Returns (outputs [len(rows), dim] of `dtype`, fine class ids int64 [len(rows)]).
+    """
+    from ..loader import make_loader
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise UsageError(f"no rows of {beton_path} to extract features from")
+    if np.any(np.diff(rows) <= 0):
+        raise UsageError("rows must be sorted and unique (the loader reads them in file order)")
+    loader = make_loader(str(beton_path), rows, identity_lookup(index.num_classes), batch_size, resolution,
+                         train=False, device=str(device), num_workers=num_workers, drop_last=False)
+    feats, labels = collect_outputs(model, loader, len(rows), layer, device, out_path, desc, dtype)
+    expected = index.class_id[rows]
+    if not np.array_equal(labels, expected):
+        bad = int(np.flatnonzero(labels != expected)[0])
+        raise FastloadError(f"{beton_path}: the loader's label for row {rows[bad]} is {labels[bad]}, the index says "
+                            f"{expected[bad]}: the beton and its index do not match, or the order was changed")
+    return feats, labels
+
+
+def predict_from_beton(model, beton_path, index, rows, **kwargs) -> np.ndarray:
+    """Top-1 output (int64 argmax of fc8) of `model` for each row of `rows`."""
+    logits, _ = extract_from_beton(model, beton_path, index, rows, layer="fc8", desc="predict", dtype=np.float32,
+                                   **kwargs)
+    return logits.argmax(axis=1)
+
+
+# ---- what the analyses read: a compiled folder, a label set over its classes, a checkpoint ----------------------
+
+def beton_dir_files(beton_dir, splits=("train", "val")) -> dict:
+    """{split: (beton path, index path)} of a folder written by `fastload compile`; errors name a missing file."""
+    from pathlib import Path
+    beton_dir = Path(beton_dir)
+    out = {}
+    for split in splits:
+        beton, index = beton_dir / f"{split}.beton", beton_dir / f"{split}_index.npz"
+        for path in (beton, index):
+            if not path.is_file():
+                raise FastloadError(f"{path} does not exist: --beton-dir must be a folder written by "
+                                    f"`fastload compile` (with {split}.beton and {split}_index.npz)")
+        out[split] = (beton, index)
+    return out
+
+
+def labels_of_classes(label_set, class_wnids) -> list:
+    """The label set's label wnid (or None when excluded) for each of a dataset's classes, matched by wnid.
+
+    Label sets are defined over the 1000 ImageNet wnids; a synthetic dataset's classes are a subset of them."""
+    row_of = {w: i for i, w in enumerate(label_set.class_wnids)}
+    missing = [str(w) for w in class_wnids if str(w) not in row_of]
+    if missing:
+        raise FastloadError(f"label set {label_set.name} has no class {missing[0]} ({len(missing)} of the dataset's "
+                            f"{len(class_wnids)} classes are not in it)")
+    return [label_set.class_to_label[row_of[str(w)]] for w in class_wnids]
+
+
+def load_model(checkpoint):
+    """(model, meta) of a fastload checkpoint, with a clear error naming the file."""
+    from ..models.alexnet import load_checkpoint_model
+    return load_checkpoint_model(checkpoint)
+
+
+def sample_rows(class_id: np.ndarray, keep_class: np.ndarray, per_class: int = 0, seed: int = 0) -> np.ndarray:
+    """Sorted rows whose class is kept; with `per_class` > 0, at most that many per class, drawn with `seed`."""
+    rows = np.flatnonzero(keep_class[class_id])
+    if per_class <= 0:
+        return rows
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(rows[class_id[rows] == c])[:per_class] for c in np.unique(class_id[rows])]
+    return np.sort(np.concatenate(chosen)) if chosen else rows

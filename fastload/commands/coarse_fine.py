@@ -1,0 +1,25 @@
+"""fastload coarse-fine: per coarse class, coarse accuracy minus mean fine accuracy of a 1000-class model (Fig. 6)."""
+from .induction import add_feature_arguments
+
+
+def configure(p):
+    p.add_argument("--checkpoint", required=True, help="fastload checkpoint trained on the fine classes ('full')")
+    p.add_argument("--labelset", default="top_down_127",
+                   help="coarse label set grouping the fine classes (default: top_down_127)")
+    p.add_argument("--min-subclasses", type=int, default=5,
+                   help="only coarse classes with at least this many fine classes in the dataset (default: 5)")
+    add_feature_arguments(p)
+    p.add_argument("--show", type=int, default=10, help="how many top and bottom classes to print (default: 10)")
+    p.add_argument("--out", default=None,
+                   help="full table as TSV (default: coarse_fine_<labelset>.tsv next to --checkpoint)")
+
+
+def run(args):
+    from ..analysis.coarse_fine import run_coarse_fine
+    from ..errors import UsageError
+    if args.min_subclasses < 1:
+        raise UsageError(f"--min-subclasses must be >= 1, got {args.min_subclasses}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    run_coarse_fine(args)
+    return 0

@@ -18,6 +18,7 @@ COMMANDS = [
     ("subset", "subset", "build pre-training manifests (label set x images per class x classes x budget)"),
     ("pretrain", "pretrain", "pre-train AlexNet on a manifest (torchrun for several GPUs), resumable"),
     ("transfer", "transfer", "fine-tune and evaluate a checkpoint with an MMDetection/MMEngine config"),
+    ("imagenet-cls", "imagenet_cls", "ImageNet top-1/top-5 of a label-set network with a retrained 1000-way fc8"),
     ("induction", "induction", "nearest-neighbour accuracy on classes unseen in pre-training"),
     ("coarse-fine", "coarse_fine", "coarse-class minus fine-class accuracy per coarse class"),
     ("neighbours", "neighbours", "nearest-neighbour picture grids (paper Fig. 5)"),

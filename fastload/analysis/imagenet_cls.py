@@ -7,7 +7,7 @@ Frozen layers run without gradients; the network stays in training mode while fc
 acts as it does when Caffe fine-tunes with frozen lower layers (learning rate 0 below fc8).
 
 Optimiser: SGD with momentum 0.9 and weight decay 5e-4 on fc8 only, cosine learning-rate decay per iteration.
-Run: `python -m fastload.analysis.imagenet_cls --checkpoint RUN/last.pt --beton-dir DATA [--epochs N]`.
+Run: `fastload imagenet-cls --checkpoint RUN/last.pt --beton-dir DATA [--epochs N]`.
 """
 import argparse
 import json

@@ -10,6 +10,7 @@ All are built from the WordNet tree (fastload.wordnet), none typed in by hand, a
 A `LabelSet` is the one label-lookup path used by manifests, training, evaluation and analyses.
 """
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,3 +209,82 @@ def get_label_set(name: str) -> LabelSet:
     if name not in sets:
         raise UsageError(f"unknown label set '{name}'; choose one of: {', '.join(sets)} (or a .tsv file)")
     return sets[name]
+
+
+# ---- label sets over any dataset's classes: the one lookup path for manifests, training and analyses ---------
+
+IMAGENET_CLASSES = 1000  # FAMILY@K counts are in ImageNet-1k terms
+FAMILIES = ("bottom_up", "top_down")
+
+
+@functools.lru_cache(maxsize=8)
+def _label_sets_over(class_wnids: tuple) -> dict:
+    if sorted(class_wnids) == imagenet_wnids():
+        return builtin_label_sets()
+    return build_label_sets(list(class_wnids))
+
+
+def resolve_label_set(name: str, class_wnids):
+    """A LabelSet for `name` usable with these classes.
+
+    - `full`: every class its own label (needs no WordNet, so works for any folder names);
+    - a built-in name (`bottom_up_918`, `pascal_removed`, ...): for the 1000 ImageNet classes the paper's label sets;
+      for any other class list the label sets are rebuilt over exactly those classes (their sizes differ then);
+    - `bottom_up@K` / `top_down@K`: the step of that family whose label count is nearest to K/1000 of the index's
+      classes (ties: the larger; never the 1-label step unless K=1), i.e. K in ImageNet-1k terms; on ImageNet-1k
+      `bottom_up@918` is `bottom_up_918`;
+    - `A+B`: the union of two label sets that keep disjoint classes (e.g. minimal_split_a+minimal_split_b = full);
+    - a path to a `class<TAB>label` .tsv file.
+    """
+    class_wnids = [str(w) for w in class_wnids]
+    if "+" in name:
+        return _union(name, [resolve_label_set(part, class_wnids) for part in name.split("+")], class_wnids)
+    if name == "full":
+        return LabelSet("full", class_wnids, list(class_wnids), f"all {len(class_wnids)} classes, each its own label")
+    if name.endswith(".tsv") or "/" in name:
+        return get_label_set(name)
+    sets = _label_sets_over(tuple(class_wnids))
+    if "@" in name:
+        return _nearest_step(name, sets, len(class_wnids))
+    if name not in sets:
+        hint = "; for a family step in ImageNet-1k terms use bottom_up@K or top_down@K" if "_" in name else ""
+        raise UsageError(f"label set '{name}' is not defined over this index's {len(class_wnids)} classes; choose "
+                         f"one of: {', '.join(sets)}{hint}")
+    return sets[name]
+
+
+def _nearest_step(name, sets, num_classes):
+    family, _, k = name.partition("@")
+    if family not in FAMILIES or not k.isdigit() or int(k) <= 0:
+        raise UsageError(f"bad label set '{name}': expected FAMILY@K with FAMILY in {', '.join(FAMILIES)} and K a "
+                         "positive label count in ImageNet-1k terms, e.g. bottom_up@918")
+    target = int(k) * num_classes / IMAGENET_CLASSES
+    # a single label trains nothing: only K=1 asks for it
+    steps = [ls for n, ls in sets.items() if re.fullmatch(f"{family}_\\d+", n) and (ls.num_labels > 1 or int(k) == 1)]
+    if not steps:
+        raise UsageError(f"no {family} label sets over these {num_classes} classes")
+    return min(steps, key=lambda ls: (abs(ls.num_labels - target), -ls.num_labels))
+
+
+def _union(name, parts, class_wnids):
+    mapped = [class_labels(ls, class_wnids) for ls in parts]
+    out = []
+    for i, labels in enumerate(zip(*mapped)):
+        kept = {lab for lab in labels if lab is not None}
+        if len(kept) > 1:
+            raise UsageError(f"label set '{name}': class {class_wnids[i]} has different labels in its parts {kept}")
+        out.append(kept.pop() if kept else None)
+    return LabelSet(name, list(class_wnids), out, f"union of {', '.join(ls.name for ls in parts)}")
+
+
+def class_labels(label_set, class_wnids) -> list:
+    """Label wnid (or None = excluded) of each of the index's classes, matched by wnid."""
+    pos = {w: i for i, w in enumerate(label_set.class_wnids)}
+    out = []
+    for w in class_wnids:
+        i = pos.get(str(w))
+        if i is None:
+            raise FastloadError(f"class {w} of the index is not among the {len(pos)} classes of label set "
+                                f"'{label_set.name}'")
+        out.append(label_set.class_to_label[i])
+    return out

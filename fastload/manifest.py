@@ -31,12 +31,11 @@ import numpy as np
 from numba import njit
 
 from .errors import FastloadError, UsageError
+from .labelsets import FAMILIES, IMAGENET_CLASSES, class_labels, resolve_label_set  # noqa: F401 (re-exported)
 
 UNITS = ("class", "label")
 PLURAL = {"class": "classes", "label": "labels"}
-IMAGENET_CLASSES = 1000       # plan counts are in ImageNet-1k terms ...
-IMAGENET_MAX_PER_CLASS = 1300  # ... where a class has at most 1300 train images
-FAMILIES = ("bottom_up", "top_down")
+IMAGENET_MAX_PER_CLASS = 1300  # plan counts are in ImageNet-1k terms, where a class has at most 1300 train images
 PAPER_PLAN = "paper_manifests.yaml"
 
 
@@ -175,83 +174,7 @@ def read_index_classes(path):
         return data["class_id"].astype(np.int32, copy=False), data["class_wnids"].astype(str)
 
 
-# ---- label sets over the index's classes -----------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=8)
-def _label_sets_over(class_wnids: tuple) -> dict:
-    from .labelsets import build_label_sets, builtin_label_sets
-    from .resources import imagenet_wnids
-    if sorted(class_wnids) == imagenet_wnids():
-        return builtin_label_sets()
-    return build_label_sets(list(class_wnids))
-
-
-def resolve_label_set(name: str, class_wnids):
-    """A LabelSet for `name` usable with these classes.
-
-    - `full`: every class its own label (needs no WordNet, so works for any folder names);
-    - a built-in name (`bottom_up_918`, `pascal_removed`, ...): for the 1000 ImageNet classes the paper's label sets;
-      for any other class list the label sets are rebuilt over exactly those classes (their sizes differ then);
-    - `bottom_up@K` / `top_down@K`: the step of that family whose label count is nearest to K/1000 of the index's
-      classes (ties: the larger; never the 1-label step unless K=1), i.e. K in ImageNet-1k terms; on ImageNet-1k
-      `bottom_up@918` is `bottom_up_918`;
-    - `A+B`: the union of two label sets that keep disjoint classes (e.g. minimal_split_a+minimal_split_b = full);
-    - a path to a `class<TAB>label` .tsv file.
-    """
-    from .labelsets import LabelSet, get_label_set
-    class_wnids = [str(w) for w in class_wnids]
-    if "+" in name:
-        return _union(name, [resolve_label_set(part, class_wnids) for part in name.split("+")], class_wnids)
-    if name == "full":
-        return LabelSet("full", class_wnids, list(class_wnids), f"all {len(class_wnids)} classes, each its own label")
-    if name.endswith(".tsv") or "/" in name:
-        return get_label_set(name)
-    sets = _label_sets_over(tuple(class_wnids))
-    if "@" in name:
-        return _nearest_step(name, sets, len(class_wnids))
-    if name not in sets:
-        hint = "; for a family step in ImageNet-1k terms use bottom_up@K or top_down@K" if "_" in name else ""
-        raise UsageError(f"label set '{name}' is not defined over this index's {len(class_wnids)} classes; choose "
-                         f"one of: {', '.join(sets)}{hint}")
-    return sets[name]
-
-
-def _nearest_step(name, sets, num_classes):
-    family, _, k = name.partition("@")
-    if family not in FAMILIES or not k.isdigit() or int(k) <= 0:
-        raise UsageError(f"bad label set '{name}': expected FAMILY@K with FAMILY in {', '.join(FAMILIES)} and K a "
-                         "positive label count in ImageNet-1k terms, e.g. bottom_up@918")
-    target = int(k) * num_classes / IMAGENET_CLASSES
-    # a single label trains nothing: only K=1 asks for it
-    steps = [ls for n, ls in sets.items() if re.fullmatch(f"{family}_\\d+", n) and (ls.num_labels > 1 or int(k) == 1)]
-    if not steps:
-        raise UsageError(f"no {family} label sets over these {num_classes} classes")
-    return min(steps, key=lambda ls: (abs(ls.num_labels - target), -ls.num_labels))
-
-
-def _union(name, parts, class_wnids):
-    from .labelsets import LabelSet
-    mapped = [class_labels(ls, class_wnids) for ls in parts]
-    out = []
-    for i, labels in enumerate(zip(*mapped)):
-        kept = {lab for lab in labels if lab is not None}
-        if len(kept) > 1:
-            raise UsageError(f"label set '{name}': class {class_wnids[i]} has different labels in its parts {kept}")
-        out.append(kept.pop() if kept else None)
-    return LabelSet(name, list(class_wnids), out, f"union of {', '.join(ls.name for ls in parts)}")
-
-
-def class_labels(label_set, class_wnids) -> list:
-    """Label wnid (or None = excluded) of each of the index's classes, matched by wnid."""
-    pos = {w: i for i, w in enumerate(label_set.class_wnids)}
-    out = []
-    for w in class_wnids:
-        i = pos.get(str(w))
-        if i is None:
-            raise FastloadError(f"class {w} of the index is not among the {len(pos)} classes of label set "
-                                f"'{label_set.name}'")
-        out.append(label_set.class_to_label[i])
-    return out
+# ---- label sets over the index's classes: fastload.labelsets.resolve_label_set ------------------------------
 
 
 def label_names(wnids) -> list:

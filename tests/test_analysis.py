@@ -184,7 +184,7 @@ def test_fc8_retraining_changes_only_fc8_and_learns():
 def tiny_data(tmp_path_factory):
     """6 synthetic classes compiled to betons, and two random-weight checkpoints (a 'full' and a coarse one)."""
     from fastload.compile import CompileSettings, compile_imagenet
-    from fastload.labelsets import get_label_set
+    from fastload.labelsets import resolve_label_set
     from fastload.models.alexnet import build_model
     from fastload.synth.imagenet import write_imagenet
     base = tmp_path_factory.mktemp("tiny")
@@ -192,8 +192,9 @@ def tiny_data(tmp_path_factory):
     compile_imagenet(base / "raw", base / "data", CompileSettings(max_resolution=64, num_workers=1))
     from fastload.index import load_index
     wnids = [str(w) for w in load_index(base / "data" / "train_index.npz").class_wnids]
-    top = get_label_set("top_down_127")
+    top = resolve_label_set("top_down@127", wnids)  # the top-down step over these 6 classes nearest 127/1000
     coarse = sorted({top.class_to_label[top.class_wnids.index(w)] for w in wnids})
+    assert len(coarse) < len(wnids)
     ckpts = {}
     for name, labels in (("full", wnids), ("coarse", coarse)):
         torch.manual_seed(0)
@@ -209,12 +210,12 @@ def test_induction_command(tiny_data, capsys):
     from fastload.cli import main
     base, ckpts = tiny_data
     out = base / "induction.json"
-    rc = main(["induction", "--checkpoint", str(ckpts["coarse"]), "--labelset", "top_down_127", "--baseline",
+    rc = main(["induction", "--checkpoint", str(ckpts["coarse"]), "--labelset", "top_down@127", "--baseline",
                str(ckpts["full"]), "--beton-dir", str(base / "data"), "--resolution", "64", "--batch-size", "8",
                "--num-workers", "1", "--device", "cpu", "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
-    # every synthetic class is a fine class under a coarser top_down_127 label: all 6 are unseen
+    # every synthetic class is a fine class under a coarser top-down label: all 6 are unseen
     assert result["model"]["classes"] == 6 and result["model"]["queries"] == 12
     assert result["model"]["database"] == 30 and 0 <= result["baseline"]["top1"] <= result["baseline"]["top5"] <= 1
     assert "top1" in capsys.readouterr().out

@@ -60,15 +60,15 @@ def model_to_dataset_classes(label_wnids, class_wnids, checkpoint) -> np.ndarray
 
 def run_coarse_fine(args) -> list:
     from ..index import load_index
-    from ..labelsets import get_label_set
+    from ..labelsets import class_labels as labels_of_classes, resolve_label_set
     from ..wordnet import default_tree
     import torch
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     beton, index_path = F.beton_dir_files(args.beton_dir, ("val",))["val"]
     index = load_index(index_path)
     class_wnids = [str(w) for w in index.class_wnids]
-    label_set = get_label_set(args.labelset)
-    class_labels = F.labels_of_classes(label_set, class_wnids)
+    label_set = resolve_label_set(args.labelset, class_wnids)
+    class_labels = labels_of_classes(label_set, class_wnids)
     coarse_wnids = sorted({lab for lab in class_labels if lab is not None})
     coarse_id = {w: i for i, w in enumerate(coarse_wnids)}
     class_to_coarse = np.array([coarse_id[lab] if lab is not None else -1 for lab in class_labels])

@@ -122,18 +122,6 @@ def beton_dir_files(beton_dir, splits=("train", "val")) -> dict:
     return out
 
 
-def labels_of_classes(label_set, class_wnids) -> list:
-    """The label set's label wnid (or None when excluded) for each of a dataset's classes, matched by wnid.
-
-    Label sets are defined over the 1000 ImageNet wnids; a synthetic dataset's classes are a subset of them."""
-    row_of = {w: i for i, w in enumerate(label_set.class_wnids)}
-    missing = [str(w) for w in class_wnids if str(w) not in row_of]
-    if missing:
-        raise FastloadError(f"label set {label_set.name} has no class {missing[0]} ({len(missing)} of the dataset's "
-                            f"{len(class_wnids)} classes are not in it)")
-    return [label_set.class_to_label[row_of[str(w)]] for w in class_wnids]
-
-
 def load_model(checkpoint):
     """(model, meta) of a fastload checkpoint, with a clear error naming the file."""
     from ..models.alexnet import load_checkpoint_model

@@ -88,14 +88,14 @@ def select_rows(indexes, class_mask, args) -> dict:
 def run_induction(args) -> dict:
     """The whole measurement for the parsed command-line `args`; writes and returns the result dict."""
     from ..index import load_index
-    from ..labelsets import get_label_set
+    from ..labelsets import class_labels as labels_of_classes, resolve_label_set
     import torch
     args.device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     files = F.beton_dir_files(args.beton_dir)
     indexes = {split: load_index(files[split][1]) for split in files}
     class_wnids = [str(w) for w in indexes["train"].class_wnids]
-    label_set = get_label_set(args.labelset)
-    class_labels = F.labels_of_classes(label_set, class_wnids)
+    label_set = resolve_label_set(args.labelset, class_wnids)
+    class_labels = labels_of_classes(label_set, class_wnids)
     mask = evaluation_classes(class_wnids, class_labels, args.classes)
     if not mask.any():
         raise UsageError(f"label set {args.labelset} keeps every class of {args.beton_dir} as its own label: no "

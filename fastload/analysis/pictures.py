@@ -101,13 +101,13 @@ def neighbours_of_model(checkpoint, files, indexes, db_rows, query_rows, args) -
 
 def run_neighbours(args):
     from ..index import load_index
-    from ..labelsets import get_label_set
+    from ..labelsets import class_labels as labels_of_classes, resolve_label_set
     import torch
     args.device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     files = F.beton_dir_files(args.beton_dir)
     indexes = {split: load_index(files[split][1]) for split in files}
     class_wnids = [str(w) for w in indexes["train"].class_wnids]
-    labels = F.labels_of_classes(get_label_set(args.labelset), class_wnids)
+    labels = labels_of_classes(resolve_label_set(args.labelset, class_wnids), class_wnids)
     coarse_ids = {w: i for i, w in enumerate(sorted({lab for lab in labels if lab is not None}))}
     class_to_coarse = np.array([coarse_ids[lab] if lab is not None else -1 for lab in labels])
     names = args.names or [Path(c).parent.name or Path(c).stem for c in args.checkpoints]

@@ -4,8 +4,8 @@ from .induction import add_feature_arguments
 
 def configure(p):
     p.add_argument("--checkpoint", required=True, help="fastload checkpoint trained on the fine classes ('full')")
-    p.add_argument("--labelset", default="top_down_127",
-                   help="coarse label set grouping the fine classes (default: top_down_127)")
+    p.add_argument("--labelset", default="top_down@127",
+                   help="coarse label set grouping the fine classes (default: top_down@127: the top-down step nearest 127/1000 of the classes, top_down_127 on ImageNet-1k)")
     p.add_argument("--min-subclasses", type=int, default=5,
                    help="only coarse classes with at least this many fine classes in the dataset (default: 5)")
     add_feature_arguments(p)

@@ -6,8 +6,8 @@ def configure(p):
     p.add_argument("--checkpoints", nargs="+", required=True, help="fastload checkpoints, one grid row each per query")
     p.add_argument("--names", nargs="+", default=None,
                    help="row labels, one per checkpoint (default: each checkpoint's run folder name)")
-    p.add_argument("--labelset", default="top_down_127",
-                   help="coarse label set deciding the orange frames (default: top_down_127)")
+    p.add_argument("--labelset", default="top_down@127",
+                   help="coarse label set deciding the orange frames (default: top_down@127: the top-down step nearest 127/1000 of the classes, top_down_127 on ImageNet-1k)")
     add_feature_arguments(p)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--queries", type=int, default=4, help="number of random val queries, one class each (default: 4)")

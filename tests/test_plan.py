@@ -1,0 +1,148 @@
+"""Plan files: the paper's plan covers the paper's experiments, validation errors name file and entry, and the
+expansion into steps respects compile -> manifest -> pretrain -> evaluations."""
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from fastload.errors import FastloadError, UsageError
+from fastload.launchers import launch_argv
+from fastload.plan import build_steps, expand_template, load_plan, parse_data_roots, select_steps
+from fastload.resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
+
+ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}
+
+
+def tags(plan, tag):
+    return {r["id"]: r["tags"][tag] for r in plan.runs if tag in r["tags"]}
+
+
+def test_paper_plan_covers_the_paper():
+    plan = load_plan("paper")
+    assert sorted(tags(plan, "fig1").values()) == [50, 125, 250, 500, 1000]
+    assert sorted(tags(plan, "fig2").values()) == [9, 79, 127, 486, 753, 918, 1000]
+    assert set(tags(plan, "table1").values()) == {"1000 classes", "127 classes"}
+    table2 = tags(plan, "table2").values()
+    assert sorted({row for row, _ in table2}) == ["125k images", "250k images", "500k images"] and len(table2) == 6
+    assert "pascal_removed" in tags(plan, "table3")
+    fig9 = tags(plan, "fig9")
+    assert {"random_split_a", "random_split_b", "minimal_split_a", "minimal_split_b", "full"} == set(fig9)
+    assert {"induction", "coarse_fine", "imagenet_cls", "pascal_det", "pascal_act", "sun_cls"} <= \
+        {e for r in plan.runs for e in r["evals"]}
+    manifests = {m["name"] for m in yaml.safe_load((DATASETS_DIR / "paper_manifests.yaml").read_text())["manifests"]}
+    assert {r["manifest"] for r in plan.runs} <= manifests
+    for ev in plan.evaluations.values():
+        if ev["kind"] == "transfer":
+            assert (TRANSFER_CONFIGS_DIR / ev["config"]).is_file(), f"{ev['config']} is not in transfer/"
+
+
+def test_paper_steps_in_dependency_order():
+    plan = load_plan("paper")
+    steps = build_steps(plan, ROOTS, "/results")
+    seen = set()
+    for s in steps:
+        assert set(s.deps) <= seen, f"{s.id} comes before its dependencies {s.deps}"
+        seen.add(s.id)
+    by_id = {s.id: s for s in steps}
+    assert by_id["manifest/bottom_up_486"].deps == ["compile/imagenet"]
+    assert by_id["pretrain/bottom_up_486"].deps == ["manifest/bottom_up_486"]
+    ind = by_id["induction/top_down_127"]
+    assert set(ind.deps) == {"pretrain/top_down_127", "pretrain/full"}
+    assert ind.argv[ind.argv.index("--labelset") + 1] == "top_down@127"
+    det = by_id["pascal_det/full_x500/seed2"]
+    assert det.seed == 2 and "data_root=/data/voc/VOCdevkit/" in det.argv
+    assert det.argv[det.argv.index("--seeds") + 1] == "2"
+    assert sum(s.id.startswith("pascal_det/full/") for s in steps) == 3
+
+
+def test_multi_gpu_pretraining_uses_torchrun(tmp_path):
+    steps = {s.id: s for s in build_steps(load_plan("paper"), ROOTS, tmp_path)}
+    pre = steps["pretrain/full"]
+    assert pre.gpus == 4
+    argv = launch_argv(pre)
+    assert argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert "--resume" not in argv  # no checkpoint yet
+    (tmp_path / "runs" / "full").mkdir(parents=True)
+    (tmp_path / "runs" / "full" / "last.pt").write_bytes(b"")
+    assert "--resume" in launch_argv(pre)
+    det = steps["pascal_det/full/seed0"]
+    assert launch_argv(det)[:3] == [sys.executable, "-m", "fastload.cli"]
+
+
+def test_demo_plan_loads():
+    plan = load_plan("demo")
+    steps = build_steps(plan, {k: f"/d/{k}" for k in plan.data}, "/r", synth=True)
+    assert steps[0].kind == "synth" and all(d in plan.data for d in ("imagenet", "voc", "sun"))
+    assert plan.defaults["gpus"] == 0
+
+
+def write(tmp_path, text):
+    path = tmp_path / "plan.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+GOOD = """\
+name: t
+data: {imagenet: {}}
+evaluations:
+  e: {kind: shell, command: [echo, "{out}"]}
+runs:
+  - {id: a, manifest: {labelset: full}, evals: [e]}
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("runs:\n", "runs:\n  - {id: a, manifest: full}\n"), r"runs\[1\] \(a\): id must be a unique"),
+    (("evals: [e]", "evals: [nope]"), r"runs\[0\] \(a\)\.evals: 'nope' is not defined under 'evaluations'"),
+    (("{labelset: full}", "{labelset: full, images: 3}"), r"runs\[0\] \(a\)\.manifest: unknown key\(s\) images"),
+    (("{labelset: full}", "no_such_manifest"), r"'no_such_manifest' is not a manifest .*known: .*bottom_up_486"),
+    (("name: t\n", "name: t\nextra: 1\n"), r"top level: unknown key\(s\) extra"),
+    (("kind: shell", "kind: magic"), r"evaluations\.e\.kind: 'magic' is not a known kind \(allowed: .*transfer"),
+    (("evals: [e]}", "evals: [e], gpus: -1}"), r"gpus must be an integer >= 0, got -1"),
+    (("data: {imagenet: {}}", "data: {voc: {}}"), r"data: must include 'imagenet'"),
+])
+def test_validation_errors_name_file_and_entry(tmp_path, change, message):
+    path = write(tmp_path, GOOD.replace(*change, 1))
+    with pytest.raises(FastloadError, match=message) as err:
+        load_plan(path)
+    assert str(err.value).startswith(f"plan {path}: ")
+
+
+def test_not_yaml_and_unknown_plan(tmp_path):
+    with pytest.raises(FastloadError, match="not valid YAML"):
+        load_plan(write(tmp_path, "name: [unclosed"))
+    with pytest.raises(UsageError, match="allowed: paper, demo or a YAML file"):
+        load_plan("papr")
+
+
+def test_data_roots(tmp_path):
+    plan = load_plan("paper")
+    for key in ROOTS:
+        (tmp_path / key).mkdir()
+    assert parse_data_roots([str(tmp_path)], plan)["voc"] == tmp_path / "voc"
+    roots = parse_data_roots([str(tmp_path), f"sun={tmp_path / 'imagenet'}"], plan)
+    assert roots["sun"] == tmp_path / "imagenet"
+    with pytest.raises(UsageError, match="no root for voc, sun"):
+        parse_data_roots([f"imagenet={tmp_path}"], plan)
+    with pytest.raises(FastloadError, match="voc root .*/nothing does not exist"):
+        parse_data_roots([str(tmp_path), f"voc={tmp_path / 'nothing'}"], plan)
+
+
+def test_select_steps_pulls_in_dependencies():
+    steps = build_steps(load_plan("paper"), ROOTS, "/r")
+    picked = [s.id for s in select_steps(steps, ["sun_cls/top_down_127/seed1"])]
+    assert picked == ["compile/imagenet", "manifest/top_down_127", "pretrain/top_down_127",
+                      "sun_cls/top_down_127/seed1"]
+    assert {s.id for s in select_steps(steps, ["pretrain/"])} == \
+        {s.id for s in steps if s.kind in ("compile", "manifest", "pretrain")}
+    with pytest.raises(UsageError, match="matches no step"):
+        select_steps(steps, ["nothing"])
+
+
+def test_expand_template():
+    assert expand_template(["a", "{x}", "{y*}", "--z={x}"], {"x": 1, "y": ["p", "q"]}, "t") == \
+        ["a", "1", "p", "q", "--z=1"]
+    with pytest.raises(FastloadError, match=r"step s: unknown placeholder \{nope\}"):
+        expand_template(["{nope}"], {"x": 1}, "step s")

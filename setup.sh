@@ -74,7 +74,7 @@ SETUPTOOLS="setuptools>=77,<81"
 "$PIP" install -q --upgrade "pip<26.2" "$SETUPTOOLS" wheel
 "$PIP" install -q $TORCH
 "$PIP" install -q "numpy>=1.26" "numba>=0.59" "nltk>=3.8" pyyaml tqdm pillow matplotlib tensorboard \
-  opencv-python-headless "pytest>=7" cython terminaltables pycocotools scipy shapely six
+  opencv-python-headless "pytest>=7" pytest-timeout cython terminaltables pycocotools scipy shapely six
 # ffcv builds against libturbojpeg and opencv found through pkg-config.
 "$VENV/bin/python" -c 'import ffcv' 2>/dev/null || "$PIP" install -q --no-build-isolation "ffcv==1.0.2"
 "$PIP" install -q "mmengine==0.10.7" addict rich termcolor yapf

@@ -7,8 +7,12 @@ images):
 - write mode 'proportion' with compress probability 0.5 and JPEG quality 90 (FFCV's ImageNet settings): half the
   images are stored raw (no decode cost: a 2-core machine is decode-bound) and half as JPEG (disk), about 85 KB per
   image on average, so ~110 GB for ImageNet-1k train. Use 'jpg' when disk is short, 'raw' when CPUs are.
+- square S (off by default): every image resized so its shorter side is S, then its centre S x S kept, for
+  pre-training with `augment: device` (one image size per beton, copied as bytes and cropped on the GPU). Raw
+  storage is then the natural write mode (the CLI picks it unless told otherwise): S=176 is 93 KB per image.
 
-Output directory OUT: {split}.beton, {split}_index.npz (row i = beton row i), classes.txt, compile.json,
+Output directory OUT: {split}.beton, {split}.beton.json (what the beton holds: image size or max side, write mode,
+rows), {split}_index.npz (row i = beton row i), classes.txt, compile.json,
 skipped.tsv (files that could not be decoded, with the reason) and converted.tsv (files decoded after conversion
 to RGB: CMYK, grayscale, palette, or another format behind a .JPEG name).
 Every beton is written to OUT/.{split}.beton.tmp and renamed at the end: an interrupted compile never leaves a
@@ -44,8 +48,14 @@ class CompileSettings:
     compress_probability: float = DEFAULT_COMPRESS_PROBABILITY
     num_workers: int = 2
     strict: bool = False
+    square: int = 0  # > 0: shorter side resized to `square`, centre square x square kept; max_resolution = square
 
     def check(self):
+        """Check every value; with `square` set, max_resolution becomes `square` (the longest stored side)."""
+        if self.square < 0:
+            raise UsageError(f"--square {self.square}: must be > 0 (or 0 to keep each image's aspect ratio)")
+        if self.square:
+            self.max_resolution = self.square
         if self.write_mode not in WRITE_MODES:
             raise UsageError(f"--write-mode {self.write_mode!r}: choose one of {', '.join(WRITE_MODES)}")
         if self.max_resolution < 0:
@@ -83,15 +93,39 @@ def check_image(path: str):
     return width, height, nbytes, "", "; ".join(notes)
 
 
-def read_rgb(path: str, max_side: int) -> np.ndarray:
-    """The image as an RGB uint8 array. JPEGs are decoded directly at the smallest DCT scale that is still at least
-    the stored size (PIL's draft): the same pixels after resizing, several times faster than a full decode."""
+def read_rgb(path: str, max_side: int, square: int = 0) -> np.ndarray:
+    """The image as an RGB uint8 array (square > 0: its centre square x square, see read_square). JPEGs are decoded
+    directly at the smallest DCT scale that is still at least the stored size (PIL's draft): the same pixels after
+    resizing, several times faster than a full decode."""
     from PIL import Image
     with Image.open(path) as im:
+        if square:
+            return read_square(im, square)
         if max_side and max(im.size) > max_side:
             scale = max_side / max(im.size)
             im.draft("RGB", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
         return np.asarray(im.convert("RGB"))
+
+
+def square_geometry(width: int, height: int, side: int):
+    """(resized width, resized height, left, top): the shorter side resized to `side`, the longer in proportion
+    (rounded), and the top-left corner of the centred side x side window."""
+    scale = side / min(width, height)
+    new_w = side if width <= height else max(side, int(round(width * scale)))
+    new_h = side if height < width else max(side, int(round(height * scale)))
+    return new_w, new_h, (new_w - side) // 2, (new_h - side) // 2
+
+
+def read_square(im, side: int) -> np.ndarray:
+    """An open PIL image as its centre side x side RGB array after resizing the shorter side to `side` (bilinear,
+    antialiased when shrinking). JPEGs are first decoded at the smallest DCT scale still covering that size."""
+    from PIL import Image
+    new_w, new_h, left, top = square_geometry(im.width, im.height, side)
+    im.draft("RGB", (new_w, new_h))
+    im = im.convert("RGB")
+    if im.size != (new_w, new_h):
+        im = im.resize((new_w, new_h), Image.BILINEAR)
+    return np.asarray(im)[top:top + side, left:left + side]
 
 
 def check_images(root: Path, paths, num_workers: int, desc: str):
@@ -110,8 +144,9 @@ class ImageFiles:
     A file that fails here although it passed check_image is flagged, not raised: an exception inside an FFCV
     writer process would leave the parent waiting forever."""
 
-    def __init__(self, root, paths, class_ids, max_side):
+    def __init__(self, root, paths, class_ids, max_side, square=0):
         self.root, self.paths, self.class_ids, self.max_side = str(root), list(paths), list(class_ids), max_side
+        self.square = square
         self.failed = multiprocessing.get_context("fork").Array("b", len(self.paths), lock=False)
 
     def __len__(self):
@@ -119,7 +154,7 @@ class ImageFiles:
 
     def __getitem__(self, i):
         try:
-            image = read_rgb(os.path.join(self.root, self.paths[i]), self.max_side)
+            image = read_rgb(os.path.join(self.root, self.paths[i]), self.max_side, self.square)
         except Exception:  # reported by write_split after the writer finishes
             self.failed[i] = 1
             image = np.zeros((1, 1, 3), np.uint8)
@@ -185,8 +220,10 @@ def image_fields(settings: CompileSettings) -> dict:
             "label": IntField()}
 
 
-def stored_size(width, height, max_side):
-    """Largest stored image size in bytes (raw RGB) after the writer's resize to `max_side`."""
+def stored_size(width, height, max_side, square=0):
+    """Largest stored image size in bytes (raw RGB) after the writer's resize to `max_side` (or the square crop)."""
+    if square:
+        return square * square * 3 if len(width) else 0
     w, h = np.asarray(width, np.float64), np.asarray(height, np.float64)
     if max_side:
         scale = np.minimum(1.0, max_side / np.maximum(np.maximum(w, h), 1))
@@ -196,9 +233,10 @@ def stored_size(width, height, max_side):
 
 def write_split(index, out: Path, split: str, settings: CompileSettings) -> None:
     """The split's beton (rows in index order), then its index; both through temporary files."""
-    dataset = ImageFiles(index.root, index.path, index.class_id, settings.max_resolution)
-    page = page_size_for(stored_size(index.width, index.height, settings.max_resolution))
+    dataset = ImageFiles(index.root, index.path, index.class_id, settings.max_resolution, settings.square)
+    page = page_size_for(stored_size(index.width, index.height, settings.max_resolution, settings.square))
     (out / f"{split}_index.npz").unlink(missing_ok=True)  # never an old index beside a new beton
+    (out / f"{split}.beton.json").unlink(missing_ok=True)
     write_beton(dataset, image_fields(settings), out / f"{split}.beton", settings.num_workers, page, f"write {split}")
     failed = np.flatnonzero(np.frombuffer(dataset.failed, dtype=np.int8))
     if len(failed):
@@ -207,6 +245,22 @@ def write_split(index, out: Path, split: str, settings: CompileSettings) -> None
         raise FastloadError(f"{len(failed)} file(s) passed the check but failed to decode while writing {split}: "
                             f"{names}; remove or replace them and rerun")
     index_mod.save_index(index, out / f"{split}_index.npz")
+    write_json(out / f"{split}.beton.json", beton_description(split, len(index), settings))
+
+
+def beton_description(split: str, rows: int, settings: CompileSettings) -> dict:
+    """The sidecar OUT/{split}.beton.json: what the beton holds, for a reader who has only the folder."""
+    if settings.square:
+        images = f"{settings.square}x{settings.square} centre crops (shorter side resized to {settings.square})"
+    elif settings.max_resolution:
+        images = f"whole images, longest side at most {settings.max_resolution}"
+    else:
+        images = "whole images at their original size"
+    return {"split": split, "rows": rows, "fields": {"image": "RGBImageField", "label": "IntField (fine class id)"},
+            "images": images, "image_size": [settings.square] * 2 if settings.square else None,
+            "square": settings.square, "max_resolution": settings.max_resolution, "write_mode": settings.write_mode,
+            "jpeg_quality": settings.jpeg_quality, "compress_probability": settings.compress_probability,
+            "index": f"{split}_index.npz", "classes": "classes.txt"}
 
 
 # ---------------------------------------------------------------------------------------------- compile
@@ -232,6 +286,7 @@ def compile_imagenet(root, out, settings: CompileSettings, splits=("train", "val
     for split in splits:
         write_split(indices[split], out, split, settings)
     summary = {"root": str(root), "splits": {s: len(indices[s]) for s in splits}, "num_classes": len(classes),
+               "image_size": [settings.square] * 2 if settings.square else None,
                "wnid_class_names": wnid_names, "skipped": len(skipped), "converted": len(converted),
                "settings": asdict(settings), "seconds": round(time.time() - started, 1)}
     write_json(out / "compile.json", summary)

@@ -4,6 +4,10 @@ Pipelines (written out per field in `image_pipeline` / `label_pipeline`):
 - image, train: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) decoded straight from the stored bytes -> random
   horizontal flip -> normalise with the ImageNet mean/std into NCHW float32 (NormalizeToCHW, Numba) -> tensor.
 - image, eval: center crop of 224/256 of the short side, resized to `resolution` -> NormalizeToCHW -> tensor.
+- image, crop='caffe' (the paper's BVLC AlexNet data layer): the whole image resized to 256x256 ignoring its aspect
+  ratio (WarpResizeRGBImageDecoder, as Caffe's ImageNet LMDB stores it), then a `resolution` (227) window
+  (CropWindow, Numba): random position + random mirror for training, the centre for evaluation. At other
+  resolutions the resize side scales with them (round(resolution * 256 / 227)), keeping Caffe's crop fraction.
 - label: fine class id -> LookupLabel(label_lookup) (Numba) -> int64 tensor of label ids.
 On CUDA the order is ffcv-imagenet's: ToTensor -> ToDevice -> ToTorchImage(channels_last) -> normalise on the
 device (a small torch module, bf16). ffcv's own NormalizeImage is not used: on the GPU it needs cupy, and on the CPU,
@@ -14,6 +18,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
+from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
@@ -25,6 +30,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_CROP_RATIO = 224 / 256
 ORDERS = ("random", "quasi_random", "sequential")
+CROPS = ("rrc", "caffe")  # random-resized crop (FFCV/torchvision) or Caffe's fixed-size crop of a 256x256 resize
+CAFFE_RESIZE, CAFFE_CROP = 256, 227
 
 
 class LookupLabel(Operation):
@@ -104,6 +111,85 @@ class NormalizeToCHW(Operation):
                 AllocationQuery(shape, np.dtype(np.float32)))
 
 
+def whole_image(height, width, scale, ratio):
+    """Crop generator of WarpResizeRGBImageDecoder: the whole stored image (scale and ratio unused)."""
+    return 0, 0, height, width
+
+
+class WarpResizeRGBImageDecoder(ResizedCropRGBImageDecoder):
+    """Decode an RGBImageField and resize the whole image to `output_size` (height, width), ignoring its aspect
+    ratio, as Caffe's `convert_imageset --resize_height 256 --resize_width 256` made the ImageNet LMDB. Resampling is
+    FFCV's (OpenCV area interpolation for downscaling).
+
+    Parameters
+    ----------
+    output_size : tuple of 2 ints
+        (height, width) of every decoded image.
+    """
+
+    def __init__(self, output_size):
+        super().__init__(tuple(output_size))
+        self.scale, self.ratio = None, None  # read by ResizedCropRGBImageDecoder.generate_code
+
+    @property
+    def get_crop_generator(self):
+        return whole_image
+
+
+class CropWindow(Operation):
+    """Cut a `size` x `size` window out of equally sized uint8 HxWx3 images, as Caffe's data layer does: at a
+    uniformly random position (`random=True`) or at the centre (offset (H - size) // 2, Caffe's test phase), and
+    mirrored left-right with probability 1/2 when `mirror=True`.
+
+    Parameters
+    ----------
+    size : int
+        side of the window in pixels (Caffe: 227).
+    random : bool
+        random position (training) or the centre (evaluation).
+    mirror : bool
+        mirror each window with probability 1/2.
+    """
+
+    def __init__(self, size: int, random: bool, mirror: bool):
+        super().__init__()
+        self.size, self.random, self.mirror = int(size), bool(random), bool(mirror)
+
+    def generate_code(self) -> Callable:
+        size, random, mirror = self.size, self.random, self.mirror
+        my_range = Compiler.get_iterator()
+
+        def crop(images, dst):
+            n, height, width = images.shape[0], images.shape[1], images.shape[2]
+            draws = np.random.rand(n, 3)  # drawn before the parallel loop: one stream for the batch
+            for i in my_range(n):
+                top, left = (height - size) // 2, (width - size) // 2
+                if random:
+                    top = min(int(draws[i, 0] * (height - size + 1)), height - size)
+                    left = min(int(draws[i, 1] * (width - size + 1)), width - size)
+                flip = mirror and draws[i, 2] < 0.5
+                for y in range(size):
+                    for x in range(size):
+                        sx = left + size - 1 - x if flip else left + x
+                        for c in range(3):
+                            dst[i, y, x, c] = images[i, top + y, sx, c]
+            return dst[:n]
+
+        crop.is_parallel = True
+        return crop
+
+    def declare_state_and_memory(self, previous_state: State) -> Tuple[State, Optional[AllocationQuery]]:
+        if len(previous_state.shape) != 3 or previous_state.shape[2] != 3 or previous_state.dtype != np.uint8:
+            raise ValueError(f"CropWindow needs uint8 HxWx3 images, got {previous_state.shape} "
+                             f"{previous_state.dtype}")
+        height, width, _ = previous_state.shape
+        if self.size < 1 or self.size > min(height, width):
+            raise ValueError(f"CropWindow: a {self.size}-pixel window does not fit in {height}x{width} images")
+        shape = (self.size, self.size, 3)
+        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype(np.uint8)),
+                AllocationQuery(shape, np.dtype(np.uint8)))
+
+
 class Normalize(torch.nn.Module):
     """(uint8 NCHW - mean) / std in `dtype`, on the tensor's device; keeps channels_last when the input has it."""
 
@@ -118,14 +204,27 @@ class Normalize(torch.nn.Module):
         return ((images.float() - mean) * inv_std).to(self.dtype)
 
 
-def image_pipeline(resolution: int, train: bool, device: torch.device) -> list:
+def caffe_resize_side(resolution: int) -> int:
+    """Side of the square resize whose `resolution` crop has Caffe's proportions: 256 for 227."""
+    return int(round(resolution * CAFFE_RESIZE / CAFFE_CROP))
+
+
+def crop_ops(resolution: int, train: bool, crop: str) -> list:
+    """Decoder and crop operations: uint8 `resolution` x `resolution` x 3 images."""
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, ToDevice, ToTensor, ToTorchImage
+    from ffcv.transforms import RandomHorizontalFlip
     size = (resolution, resolution)
+    if crop == "caffe":
+        side = caffe_resize_side(resolution)
+        return [WarpResizeRGBImageDecoder((side, side)), CropWindow(resolution, random=train, mirror=train)]
     if train:
-        ops = [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
-    else:
-        ops = [CenterCropRGBImageDecoder(size, ratio=EVAL_CROP_RATIO)]
+        return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
+    return [CenterCropRGBImageDecoder(size, ratio=EVAL_CROP_RATIO)]
+
+
+def image_pipeline(resolution: int, train: bool, device: torch.device, crop: str = "rrc") -> list:
+    from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
+    ops = crop_ops(resolution, train, crop)
     if device.type == "cuda":
         return ops + [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage(channels_last=True),
                       Normalize(torch.bfloat16)]
@@ -173,12 +272,15 @@ def traversal_order(order: Optional[str], train: bool, distributed: bool):
 
 
 def make_loader(beton_path, indices, label_lookup, batch_size: int, resolution: int, train: bool, device="cpu",
-                distributed: bool = False, num_workers: int = 2, seed: int = 0, drop_last=None, order=None):
+                distributed: bool = False, num_workers: int = 2, seed: int = 0, drop_last=None, order=None,
+                crop: str = "rrc"):
     """An ffcv Loader yielding (images, labels) for rows `indices` of `beton_path`.
 
     images: float32 NCHW on the CPU, bf16 channels_last on CUDA, normalised with the ImageNet mean/std;
     labels: int64 label ids, label_lookup[fine class id]. Train: random-resized crop + flip, random order, last
-    partial batch dropped; eval: center crop, sequential order, all rows kept. distributed=True splits the rows
+    partial batch dropped; eval: center crop, sequential order, all rows kept. crop='caffe': the image resized to
+    256x256 (aspect ignored), then a random 227 window + mirror (train) or the centre one (eval); both sides scale
+    with `resolution` (see caffe_resize_side). distributed=True splits the rows
     over torch.distributed ranks as torch's DistributedSampler does (padding with repeats to equal shares).
     """
     from ffcv.loader import Loader
@@ -187,6 +289,8 @@ def make_loader(beton_path, indices, label_lookup, batch_size: int, resolution: 
         raise UsageError(f"device {device}: choose cpu or cuda[:N]")
     if batch_size < 1 or resolution < 8:
         raise UsageError(f"batch_size {batch_size} / resolution {resolution}: need batch_size >= 1, resolution >= 8")
+    if crop not in CROPS:
+        raise UsageError(f"crop {crop!r}: choose one of {', '.join(CROPS)}")
     if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         raise FastloadError("distributed=True needs torch.distributed initialised first (run under torchrun)")
     label_lookup = np.asarray(label_lookup, dtype=np.int64)
@@ -194,5 +298,5 @@ def make_loader(beton_path, indices, label_lookup, batch_size: int, resolution: 
     return Loader(str(beton_path), batch_size=batch_size, num_workers=num_workers,
                   order=traversal_order(order, train, distributed), distributed=distributed, seed=seed,
                   indices=rows, drop_last=train if drop_last is None else drop_last,
-                  pipelines={"image": image_pipeline(resolution, train, device),
+                  pipelines={"image": image_pipeline(resolution, train, device, crop),
                              "label": label_pipeline(label_lookup, device)})

@@ -77,6 +77,9 @@ SETTINGS = [
     Setting("augment", str, "cpu", "train crops: 'cpu' = the loader's random-resized crop + flip (any beton); "
             "'device' = a beton stored raw at one size is copied as bytes, cropped/flipped/normalised on the device",
             ("cpu", "device")),
+    Setting("crop", str, "rrc", "augment 'cpu' crops: 'rrc' = random-resized crop (scale 0.08-1) + flip, val centre "
+            "224/256; 'caffe' = BVLC's data layer: image resized to 256x256 (aspect ignored), random 227 window + "
+            "mirror, val centre 227 (sides scale with the resolution)", ("rrc", "caffe")),
     Setting("amp", str, "none", "mixed precision on CUDA (the CPU always runs float32)", ("none", "bf16", "fp16")),
     Setting("channels_last", bool, False, "NHWC memory format for the model and its inputs"),
     Setting("compile", bool, False, "torch.compile the model"),
@@ -174,6 +177,9 @@ def check_config(cfg: dict, world_size: int) -> None:
         raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by the {world_size} processes")
     if cfg["min_res"] > cfg["max_res"] or cfg["start_ramp"] > cfg["end_ramp"]:
         raise UsageError("need min_res <= max_res and start_ramp <= end_ramp")
+    if cfg["crop"] == "caffe" and cfg["augment"] == "device":
+        raise UsageError("crop 'caffe' is done by the CPU loader: use augment 'cpu' with it (augment 'device' draws "
+                         "random-resized crops on the device)")
     if cfg["init"] == "caffe" and cfg["arch"] != "alexnet_caffe":
         raise UsageError("init 'caffe' is defined for arch 'alexnet_caffe' only; use 'kaiming' or 'default'")
 
@@ -244,8 +250,9 @@ def make_loader(*args, **kwargs):
 
 
 def create_loader(data: TrainData, cfg: dict, dist, train: bool, res: int):
-    """The train (random-resized-crop + flip, shuffled per epoch) or val (center crop) loader at `res` pixels.
-    With augment 'device' the train loader hands over raw uint8 images and train_one_epoch crops them."""
+    """The train (random crop + flip, shuffled per epoch) or val (center crop) loader at `res` pixels, cropped as
+    cfg['crop'] says. With augment 'device' the train loader hands over raw uint8 images and train_one_epoch crops
+    them."""
     if train and cfg["augment"] == "device":
         return raw_loader(data.train_beton, data.train_rows, data.label_lookup, cfg["batch_size"] // dist.world_size,
                           dist.device, cfg["num_workers"], distributed=dist.distributed, seed=cfg["seed"])
@@ -253,7 +260,7 @@ def create_loader(data: TrainData, cfg: dict, dist, train: bool, res: int):
                        data.train_rows if train else data.val_rows,
                        data.label_lookup, batch_size=cfg["batch_size"] // dist.world_size, resolution=res,
                        train=train, device=str(dist.device), distributed=dist.distributed,
-                       num_workers=cfg["num_workers"], seed=cfg["seed"], drop_last=train)
+                       num_workers=cfg["num_workers"], seed=cfg["seed"], drop_last=train, crop=cfg["crop"])
 
 
 def set_loader_epoch(loader, epoch: int) -> None:
@@ -284,7 +291,8 @@ def raw_loader(beton: str, rows, lookup, batch_size: int, device, num_workers: i
     sizes = set(zip(meta["width"].tolist(), meta["height"].tolist()))
     if len(sizes) != 1:
         raise FastloadError(f"augment 'device' needs a beton whose images all have one size; {beton} has "
-                            f"{len(sizes)} sizes: compile square images with --write-mode raw, or use augment 'cpu'")
+                            f"{len(sizes)} sizes: compile it with `fastload compile imagenet ROOT OUT --square S`, or use "
+                           "augment 'cpu'")
     device = torch.device(device)
     to_device = [ToDevice(device, non_blocking=True)] if device.type == "cuda" else []
     return Loader(str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.RANDOM,

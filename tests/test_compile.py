@@ -1,6 +1,7 @@
 """fastload.compile: betons row-aligned with their index, bad files reported, --strict, interrupted writes,
 materialized subsets identical to the base beton."""
 import csv
+import json
 import os
 
 import numpy as np
@@ -146,3 +147,81 @@ def test_settings_are_checked():
         fc.CompileSettings(jpeg_quality=0).check()
     with pytest.raises(FastloadError, match="compress-probability 2"):
         fc.CompileSettings(compress_probability=2).check()
+
+
+# ---------------------------------------------------------------------------------------------- --square
+
+SQUARE = 32
+
+
+def centre_square_reference(path, side):
+    """Independent reference: full PIL decode, shorter side resized to `side` (bilinear), centre side x side."""
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    if w < h:
+        size = (side, round(h * side / w))
+    else:
+        size = (round(w * side / h), side)
+    im = im.resize(size, Image.BILINEAR)
+    left, top = (size[0] - side) // 2, (size[1] - side) // 2
+    return np.asarray(im.crop((left, top, left + side, top + side))).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def squares(tmp_path_factory):
+    base = tmp_path_factory.mktemp("square")
+    make_tree(base / "root", val_layout="folders", seed=1)
+    summary = fc.compile_imagenet(base / "root", base / "out", fc.CompileSettings(square=SQUARE, write_mode="raw"))
+    return base, summary
+
+
+def test_square_compile_stores_centre_crops_of_the_short_side_resize(squares):
+    base, summary = squares
+    for split in ("train", "val"):
+        index = load_index(base / "out" / f"{split}_index.npz")
+        rows = stored_images(base / "out" / f"{split}.beton")
+        assert len(rows) == len(index) > 0
+        for (label, payload, w, h, mode), path, w0, h0 in zip(rows, index.path, index.width, index.height):
+            assert (w, h, mode) == (SQUARE, SQUARE, 1), path  # every image SxS, raw
+            got = payload.reshape(SQUARE, SQUARE, 3).astype(np.float64)
+            want = centre_square_reference(base / "root" / path, SQUARE)
+            # JPEGs are decoded at a reduced DCT scale before resizing: close to, not bit-equal with, the reference
+            err = np.abs(got - want).mean()
+            assert err < 3.0, (path, err)
+            # ... and closer than a window shifted by one pixel or the whole image squashed to SxS would be
+            squashed = np.asarray(Image.open(base / "root" / path).convert("RGB").resize((SQUARE, SQUARE),
+                                                                                         Image.BILINEAR))
+            assert err < np.abs(got[:, 1:] - want[:, :-1]).mean() and err < np.abs(got[1:] - want[:-1]).mean()
+            if abs(int(w0) - int(h0)) > 10:
+                assert err < np.abs(got - squashed).mean(), path
+
+
+def test_square_compile_says_what_it_holds(squares):
+    base, summary = squares
+    settings = json.loads((base / "out" / "compile.json").read_text())
+    assert settings["image_size"] == [SQUARE, SQUARE] == summary["image_size"]
+    assert settings["settings"]["square"] == SQUARE and settings["settings"]["max_resolution"] == SQUARE
+    for split in ("train", "val"):
+        sidecar = json.loads((base / "out" / f"{split}.beton.json").read_text())
+        assert sidecar["image_size"] == [SQUARE, SQUARE] and sidecar["write_mode"] == "raw"
+        assert sidecar["rows"] == summary["splits"][split] and sidecar["index"] == f"{split}_index.npz"
+
+
+def test_cli_square_defaults_to_raw_and_rejects_conflicts(tmp_path, cli):
+    make_tree(tmp_path / "root", per_class=2, val_per_class=1, bad=False)
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "out", "--splits", "train", "--square", "24",
+               check=True)
+    assert "raw, 24x24 centre squares" in proc.stdout
+    assert {(w, h, mode) for _, _, w, h, mode in stored_images(tmp_path / "out" / "train.beton")} == {(24, 24, 1)}
+    sidecar = json.loads((tmp_path / "out" / "train.beton.json").read_text())
+    assert sidecar["square"] == 24 and sidecar["write_mode"] == "raw"
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "x", "--square", "24", "--max-resolution", "64")
+    assert proc.returncode == 2 and "--max-resolution 64 conflicts with --square 24" in proc.stderr
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "x", "--square", "-5")
+    assert proc.returncode == 2 and "--square -5" in proc.stderr
+
+
+def test_square_geometry():
+    assert fc.square_geometry(400, 300, 200) == (267, 200, 33, 0)
+    assert fc.square_geometry(300, 400, 200) == (200, 267, 0, 33)
+    assert fc.square_geometry(50, 50, 64) == (64, 64, 0, 0)

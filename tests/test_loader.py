@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fastload.errors import FastloadError
-from fastload.loader import IMAGENET_MEAN, IMAGENET_STD, LookupLabel, NormalizeToCHW, make_loader
+from fastload.loader import (IMAGENET_MEAN, IMAGENET_STD, CropWindow, LookupLabel, NormalizeToCHW,
+                             caffe_resize_side, make_loader)
 
 # numba's dispatcher finalizer raises a harmless KeyError when ffcv's compiled closures are garbage-collected
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -91,6 +92,8 @@ def test_loader_rejects_bad_requests(beton):
         make_loader(beton, [0], np.arange(4), 1, 16, train=False, order="shuffled")
     with pytest.raises(FastloadError, match="torch.distributed"):
         make_loader(beton, [0], np.arange(4), 1, 16, train=False, distributed=True)
+    with pytest.raises(FastloadError, match="crop 'center': choose one of rrc, caffe"):
+        make_loader(beton, [0], np.arange(4), 1, 16, train=False, crop="center")
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -150,3 +153,109 @@ def test_distributed_loader_covers_the_rows_once(tmp_path):
     parts = [np.load(tmp_path / f"rank{r}.npy").tolist() for r in range(2)]
     assert len(parts[0]) == len(parts[1]) == 5
     assert sorted(parts[0] + parts[1]) == rows.tolist()
+
+
+# ------------------------------------------------------------------ crop='caffe'
+
+def pixels_of(images):
+    """Undo the normalisation: uint8-valued HWC arrays (exact for values that were uint8)."""
+    x = images.numpy().transpose(0, 2, 3, 1) * (np.array(IMAGENET_STD) * 255) + np.array(IMAGENET_MEAN) * 255
+    return np.rint(x).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def caffe_beton(tmp_path_factory):
+    """Non-square images of random 1x2 / 2x1 pixel blocks: their 256x256 resize (aspect ignored) is exactly the
+    block grid, whatever area-averaging resampler computes it. Label = row."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+    rng = np.random.default_rng(0)
+    images = [np.repeat(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), 2, axis=1 - r % 2) for r in range(4)]
+    path = tmp_path_factory.mktemp("caffe") / "blocks.beton"
+    DatasetWriter(str(path), {"image": RGBImageField(write_mode="raw"), "label": IntField()},
+                  num_workers=1).from_indexed_dataset([(im, r) for r, im in enumerate(images)])
+    # the reference 256x256 resize, computed independently with PIL (box filter = area average)
+    from PIL import Image
+    resized = [np.asarray(Image.fromarray(im).resize((256, 256), Image.BOX)).astype(np.int64) for im in images]
+    return path, images, resized
+
+
+def windows_of(reference, crop):
+    """(top, left, mirrored) of every position where `crop` is a window of `reference`, mirrored or not."""
+    s, hits = crop.shape[0], []
+    for top in range(reference.shape[0] - s + 1):
+        for left in range(reference.shape[1] - s + 1):
+            window = reference[top:top + s, left:left + s]
+            for mirrored, w in ((False, window), (True, window[:, ::-1])):
+                if np.array_equal(w[0, 0], crop[0, 0]) and np.array_equal(w, crop):
+                    hits.append((top, left, mirrored))
+    return hits
+
+
+def test_caffe_eval_crop_is_the_centre_227_of_the_256_resize(caffe_beton):
+    path, images, resized = caffe_beton
+    assert images[0].shape == (256, 512, 3) and images[1].shape == (512, 256, 3)
+    loader = make_loader(path, np.arange(4), np.arange(4), batch_size=4, resolution=227, train=False, crop="caffe",
+                         num_workers=1)
+    batch, labels = next(iter(loader))
+    assert batch.shape == (4, 3, 227, 227) and batch.dtype == torch.float32 and labels.tolist() == [0, 1, 2, 3]
+    got = pixels_of(batch)
+    for r in range(4):
+        assert np.array_equal(got[r], resized[r][14:241, 14:241]), r  # Caffe: offset (256 - 227) // 2 = 14
+
+
+def test_caffe_train_crops_are_random_mirrored_227_windows_of_the_256_resize(caffe_beton):
+    path, _, resized = caffe_beton
+    loader = make_loader(path, np.arange(4), np.arange(4), batch_size=2, resolution=227, train=True, crop="caffe",
+                         num_workers=1, seed=1)
+    found = []
+    for epoch in range(4):
+        loader.next_epoch = epoch
+        for batch, labels in loader:
+            assert batch.shape == (2, 3, 227, 227)
+            for crop, label in zip(pixels_of(batch), labels.tolist()):
+                hits = windows_of(resized[label], crop)
+                assert len(hits) == 1, (label, hits)  # a window of the resized image, flipped or not
+                found.append(hits[0])
+    assert len({(t, l) for t, l, _ in found}) > 8  # positions vary over the 30 x 30 possible ones
+    assert {m for *_, m in found} == {False, True}  # both mirrored and plain windows occur
+
+
+def test_caffe_crop_at_other_resolutions_keeps_caffe_proportions(beton):
+    assert caffe_resize_side(227) == 256 and caffe_resize_side(128) == 144 and caffe_resize_side(16) == 18
+    rows = np.array([2, 5, 9])
+    for train in (False, True):
+        loader = make_loader(beton, rows, np.arange(4), batch_size=3, resolution=16, train=train, crop="caffe",
+                             num_workers=1, drop_last=False, order="sequential")
+        images, labels = next(iter(loader))
+        assert images.shape == (3, 3, 16, 16) and rows_of(images) == rows.tolist()
+        assert torch.allclose(images, images[:, :, :1, :1].expand_as(images))  # solid images stay solid
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_crop_window_operation(jit):
+    from ffcv.pipeline.state import State
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 9, 12, 3), dtype=np.uint8)
+    run = (lambda op: numba.njit(parallel=True)(op.generate_code())) if jit else (lambda op: op.generate_code())
+    centre = run(CropWindow(5, random=False, mirror=False))(images, np.zeros((6, 5, 5, 3), np.uint8))
+    assert np.array_equal(centre, images[:, 2:7, 3:8])  # offsets (9 - 5) // 2 = 2, (12 - 5) // 2 = 3
+    mirrored, positions = set(), set()
+    for _ in range(10):
+        out = run(CropWindow(5, random=True, mirror=True))(images, np.zeros((6, 5, 5, 3), np.uint8))
+        for i in range(6):
+            hits = windows_of(images[i].astype(np.int64), out[i].astype(np.int64))
+            assert hits, i
+            positions.add(hits[0][:2])
+            mirrored.add(hits[0][2])
+        plain = run(CropWindow(5, random=True, mirror=False))(images, np.zeros((6, 5, 5, 3), np.uint8))
+        assert all(any(not m for *_, m in windows_of(images[i].astype(np.int64), plain[i].astype(np.int64)))
+                   for i in range(6))
+    assert mirrored == {False, True} and len(positions) > 10
+    op = CropWindow(5, random=True, mirror=True)
+    state, query = op.declare_state_and_memory(State(True, torch.device("cpu"), (9, 12, 3), np.dtype(np.uint8)))
+    assert state.shape == (5, 5, 3) and query.shape == (5, 5, 3) and query.dtype == np.uint8
+    with pytest.raises(ValueError, match="does not fit in 4x12"):
+        op.declare_state_and_memory(State(True, torch.device("cpu"), (4, 12, 3), np.dtype(np.uint8)))
+    with pytest.raises(ValueError, match="uint8 HxWx3"):
+        op.declare_state_and_memory(State(True, torch.device("cpu"), (9, 12, 3), np.dtype(np.float32)))

@@ -80,11 +80,17 @@ def test_unknown_recipe_key_is_an_error(tmp_path, capsys):
                      "--set", "nope=1", "--print-config"]) == 2
     assert cli_main(["pretrain", "--recipe", "fast", "--manifest", "m", "--data", "d", "--out", "o",
                      "--amp", "fp8", "--print-config"]) == 2
+    assert cli_main(["pretrain", "--recipe", "paper", "--manifest", "m", "--data", "d", "--out", "o",
+                     "--crop", "center", "--print-config"]) == 2
+    assert "crop='center'; allowed: rrc, caffe" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="crop 'caffe' is done by the CPU loader"):
+        pretrain.check_config(pretrain.apply_overrides(pretrain.load_recipe("paper"), [("augment", "device")]), 1)
     capsys.readouterr()
     assert cli_main(["pretrain", "--recipe", "fast", "--manifest", "m", "--data", "d", "--out", "o",
                      "--batch-size", "64", "--set", "label_smoothing=0.2", "--print-config"]) == 0
     printed = __import__("yaml").safe_load(capsys.readouterr().out)
     assert printed["batch_size"] == 64 and printed["label_smoothing"] == 0.2 and printed["amp"] == "bf16"
+    assert printed["crop"] == "rrc" and pretrain.load_recipe("paper")["crop"] == "caffe"
 
 
 # ------------------------------------------------------------------ in-process training with a stand-in loader
@@ -128,10 +134,11 @@ def use_stand_in(monkeypatch, num_rows=16, lookup=(0, 1, 2, 3), crash_after=None
     made = []
 
     def make_loader(beton, rows, label_lookup, batch_size, resolution, train, device, distributed, num_workers,
-                    seed, drop_last):
-        assert device == "cpu" and not distributed and drop_last == train
+                    seed, drop_last, crop):
+        assert device == "cpu" and not distributed and drop_last == train and crop in ("rrc", "caffe")
         made.append(StandInLoader(rows, label_lookup, batch_size, resolution, train, seed,
                                   crash_after if train else None))
+        made[-1].crop = crop
         return made[-1]
 
     monkeypatch.setattr(pretrain, "make_loader", make_loader)
@@ -154,7 +161,7 @@ def inputs(out):
 @pytest.mark.parametrize("recipe", ["paper", "fast"])
 @pytest.mark.parametrize("arch", ["alexnet_caffe", "alexnet_tv"])
 def test_both_models_and_recipes_train_a_step(monkeypatch, tmp_path, recipe, arch):
-    use_stand_in(monkeypatch, num_rows=8)
+    made = use_stand_in(monkeypatch, num_rows=8)
     init = "caffe" if arch == "alexnet_caffe" and recipe == "paper" else "kaiming"
     over = [("arch", arch), ("init", init), ("epochs", "1"), ("batch_size", "8"), ("min_res", "64"),
             ("max_res", "64"), ("val_res", "64"), ("num_workers", "1"), ("log_every", "1")]
@@ -163,6 +170,7 @@ def test_both_models_and_recipes_train_a_step(monkeypatch, tmp_path, recipe, arc
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["arch"] == arch and ckpt["epoch"] == 1 and ckpt["global_step"] == 1
     assert ckpt["recipe"]["label_smoothing"] == (0.1 if recipe == "fast" else 0.0)
+    assert {loader.crop for loader in made} == {"caffe" if recipe == "paper" else "rrc"}  # recipe key reaches loader
     assert math.isfinite(json.loads((tmp_path / "run" / "summary.json").read_text())["history"][0]["loss"])
 
 

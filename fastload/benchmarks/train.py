@@ -33,6 +33,8 @@ def configure(p):
     p.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (JIT, cudnn autotune)")
     p.add_argument("--pipeline", default="ffcv", choices=PIPELINES, help="data path(s) to measure")
+    p.add_argument("--crop", default="rrc", choices=("rrc", "caffe"),
+                   help="ffcv pipeline: random-resized crop, or Caffe's random window of a square resize")
     p.add_argument("--num-workers", type=int, default=2, help="loader threads")
     p.add_argument("--amp", default="bf16", choices=("none", "bf16", "fp16"), help="autocast dtype on CUDA")
     p.add_argument("--channels-last", action="store_true", help="NHWC model and inputs")
@@ -44,7 +46,7 @@ def configure(p):
 # ---------------------------------------------------------------- data
 
 def synthetic_beton(folder, images: int, size: int, classes: int) -> str:
-    """Compile `images` random-noise squares of `size` pixels (raw storage) into folder/c/train.beton."""
+    """Compile `images` random-noise squares of `size` pixels into folder/c/train.beton (`--square`, raw)."""
     from pathlib import Path
 
     import numpy as np
@@ -58,7 +60,7 @@ def synthetic_beton(folder, images: int, size: int, classes: int) -> str:
         d = root / "train" / wnids[i % classes]
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    compile_imagenet(root, Path(folder) / "c", CompileSettings(max_resolution=size, write_mode="raw"),
+    compile_imagenet(root, Path(folder) / "c", CompileSettings(write_mode="raw", square=size),
                      splits=("train",))
     return str(Path(folder) / "c" / "train.beton")
 
@@ -166,12 +168,12 @@ def run(args):
         fixed_labels = torch.randint(0, len(lookup), (args.batch_size,), device=device)
         results = {"device": str(device), "arch": args.arch, "resolution": args.resolution,
                    "batch_size": args.batch_size, "amp": args.amp if device.type == "cuda" else "none (CPU)",
-                   "channels_last": args.channels_last, "beton": args.beton or "synthetic",
+                   "channels_last": args.channels_last, "beton": args.beton or "synthetic", "crop": args.crop,
                    "ceiling": time_steps(step, same_batch(fixed, fixed_labels), args.warmup_steps, args.steps, device)}
         report("ceiling (data on device)", results["ceiling"], None)
         if args.pipeline in ("ffcv", "both"):
             loader = make_loader(beton, rows, lookup, args.batch_size, args.resolution, True, device=str(device),
-                                 num_workers=args.num_workers)
+                                 num_workers=args.num_workers, crop=args.crop)
             results["ffcv"] = time_steps(step, repeat_epochs(loader), args.warmup_steps, args.steps, device)
             report("end to end, ffcv loader", results["ffcv"], results["ceiling"])
         if args.pipeline in ("raw-gpu", "both"):

@@ -1,6 +1,7 @@
 """fastload compile: index an ImageNet-style folder into FFCV .beton files, or materialize one manifest.
 
   fastload compile imagenet ROOT OUT [--max-resolution 256 --write-mode proportion ...]
+  fastload compile imagenet ROOT OUT --square 176        (fixed-size raw squares, for `augment: device`)
   fastload compile materialize --manifest M.npz --beton OUT/train.beton SUBSET.beton
 """
 
@@ -24,10 +25,15 @@ def configure_imagenet(p):
     p.add_argument("root", help="dataset folder holding train/ and val/ (or Kaggle's ILSVRC/Data/CLS-LOC)")
     p.add_argument("out", help="output folder for the betons, indices and reports")
     p.add_argument("--splits", default="train,val", help="comma-separated splits to compile (default: train,val)")
-    p.add_argument("--max-resolution", type=int, default=DEFAULT_MAX_RESOLUTION,
-                   help=f"longest side of stored images; 0 keeps the original size (default: {DEFAULT_MAX_RESOLUTION})")
-    p.add_argument("--write-mode", choices=WRITE_MODES, default=DEFAULT_WRITE_MODE,
-                   help=f"store images raw, as JPEG, or a random proportion as JPEG (default: {DEFAULT_WRITE_MODE})")
+    p.add_argument("--max-resolution", type=int, default=None,
+                   help="longest side of stored images; 0 keeps the original size (default: "
+                        f"{DEFAULT_MAX_RESOLUTION}; with --square, the square's side)")
+    p.add_argument("--square", type=int, default=0, metavar="S",
+                   help="store every image as its centre SxS after resizing the shorter side to S: one image size "
+                        "per beton, for pre-training with `augment: device` (default: 0, off: aspect kept)")
+    p.add_argument("--write-mode", choices=WRITE_MODES, default=None,
+                   help="store images raw, as JPEG, or a random proportion as JPEG "
+                        f"(default: {DEFAULT_WRITE_MODE}; with --square, raw)")
     p.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
                    help=f"JPEG quality for compressed images, 1..100 (default: {DEFAULT_JPEG_QUALITY})")
     p.add_argument("--compress-probability", type=float, default=DEFAULT_COMPRESS_PROBABILITY,
@@ -56,17 +62,25 @@ def run(args):
 
 
 def run_imagenet(args):
-    from ..compile import CompileSettings, compile_imagenet
+    from ..compile import DEFAULT_MAX_RESOLUTION, DEFAULT_WRITE_MODE, CompileSettings, compile_imagenet
     from ..errors import UsageError
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if not splits or len(set(splits)) != len(splits):
         raise UsageError(f"--splits {args.splits!r}: give distinct split folder names, e.g. train,val")
-    settings = CompileSettings(args.max_resolution, args.write_mode, args.jpeg_quality, args.compress_probability,
-                               args.num_workers, args.strict)
+    if args.square and args.max_resolution not in (None, args.square):
+        raise UsageError(f"--max-resolution {args.max_resolution} conflicts with --square {args.square}: square "
+                         f"images are {args.square} pixels on each side; drop --max-resolution")
+    max_resolution = DEFAULT_MAX_RESOLUTION if args.max_resolution is None else args.max_resolution
+    write_mode = args.write_mode or ("raw" if args.square else DEFAULT_WRITE_MODE)
+    settings = CompileSettings(max_resolution, write_mode, args.jpeg_quality, args.compress_probability,
+                               args.num_workers, args.strict, args.square)
     summary = compile_imagenet(args.root, args.out, settings, splits, args.devkit_class_order)
     counts = ", ".join(f"{s} {n} images" for s, n in summary["splits"].items())
     print(f"compiled {args.root} -> {args.out}: {counts}, {summary['num_classes']} classes, "
           f"{summary['seconds']} s")
+    stored = (f"{args.square}x{args.square} centre squares" if args.square else
+              f"longest side <= {settings.max_resolution}" if settings.max_resolution else "original sizes")
+    print(f"images stored {settings.write_mode}, {stored} (described in {args.out}/<split>.beton.json)")
     print(f"skipped {summary['skipped']} undecodable file(s) (listed in {args.out}/skipped.tsv); "
           f"converted {summary['converted']} to RGB (listed in {args.out}/converted.tsv)")
     if not summary["wnid_class_names"]:

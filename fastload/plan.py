@@ -54,7 +54,7 @@ DEFAULT_COMMANDS = {
                  "--val-index", "{compiled}/val_index.npz", "--out", "{out}", "{resume*}", "{args*}"],
     "transfer": ["fastload", "transfer", "{config}", "--checkpoint", "{checkpoint}", "--work-dir", "{out}",
                  "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"],
-    "imagenet_cls": ["python", "-m", "fastload.analysis.imagenet_cls", "--checkpoint", "{checkpoint}",
+    "imagenet_cls": ["fastload", "imagenet-cls", "--checkpoint", "{checkpoint}",
                      "--beton-dir", "{compiled}", "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"],
     "induction": ["fastload", "induction", "--checkpoint", "{checkpoint}", "--baseline", "{baseline}",
                   "--labelset", "{labelset}", "--beton-dir", "{compiled}", "--out", "{out}/summary.json", "{args*}"],

@@ -163,19 +163,9 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastload.analysis.imagenet_cls",
-                                     description=__doc__.splitlines()[0])
-    configure(parser)
-    args = parser.parse_args(argv)
-    try:
-        run_imagenet_cls(args)
-    except UsageError as e:
-        print(f"imagenet_cls: error: {e}", file=sys.stderr)
-        return 2
-    except FastloadError as e:
-        print(f"imagenet_cls: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    """`python -m fastload.analysis.imagenet_cls ARGS` is `fastload imagenet-cls ARGS`."""
+    from ..cli import main as cli_main
+    return cli_main(["imagenet-cls", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

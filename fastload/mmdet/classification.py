@@ -116,14 +116,16 @@ class ClsRandomCrop(BaseTransform):
     def __init__(self, crop_size: int):
         self.crop_size = int(crop_size)
 
+    def window_origin(self, h: int, w: int):
+        return np.random.randint(0, h - self.crop_size + 1), np.random.randint(0, w - self.crop_size + 1)
+
     def transform(self, results: dict) -> dict:
         img = results["img"]
         h, w = img.shape[:2]
         if h < self.crop_size or w < self.crop_size:
             raise FastloadError(f"{results.get('img_path')}: image {w}x{h} is smaller than the {self.crop_size} "
                                 "crop; resize first")
-        top = np.random.randint(0, h - self.crop_size + 1)
-        left = np.random.randint(0, w - self.crop_size + 1)
+        top, left = self.window_origin(h, w)
         results["img"] = img[top:top + self.crop_size, left:left + self.crop_size]
         results["img_shape"] = results["img"].shape[:2]
         return results
@@ -133,16 +135,8 @@ class ClsRandomCrop(BaseTransform):
 class ClsCenterCrop(ClsRandomCrop):
     """The central `crop_size` x `crop_size` window of results['img']."""
 
-    def transform(self, results: dict) -> dict:
-        img = results["img"]
-        h, w = img.shape[:2]
-        if h < self.crop_size or w < self.crop_size:
-            raise FastloadError(f"{results.get('img_path')}: image {w}x{h} is smaller than the {self.crop_size} "
-                                "crop; resize first")
-        top, left = (h - self.crop_size) // 2, (w - self.crop_size) // 2
-        results["img"] = img[top:top + self.crop_size, left:left + self.crop_size]
-        results["img_shape"] = results["img"].shape[:2]
-        return results
+    def window_origin(self, h: int, w: int):
+        return (h - self.crop_size) // 2, (w - self.crop_size) // 2
 
 
 @TRANSFORMS.register_module()

@@ -81,7 +81,10 @@ def expected_ids():
 
 
 def read_store(results):
-    return [json.loads(line) for line in (Path(results) / "results.jsonl").read_text().splitlines() if line.strip()]
+    """Every complete line of the store. While a run is writing, the piece after the last newline may be a line
+    still being appended: it is left for the next read."""
+    complete = (Path(results) / "results.jsonl").read_text().split("\n")[:-1]
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def executions(counter) -> list:

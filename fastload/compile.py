@@ -18,7 +18,6 @@ to RGB: CMYK, grayscale, palette, or another format behind a .JPEG name).
 Every beton is written to OUT/.{split}.beton.tmp and renamed at the end: an interrupted compile never leaves a
 beton at its final path, and a rerun starts from scratch.
 """
-import json
 import multiprocessing
 import os
 import time
@@ -31,6 +30,7 @@ import numpy as np
 
 from . import index as index_mod
 from .errors import FastloadError, UsageError
+from .files import write_json
 
 WRITE_MODES = ("raw", "jpg", "proportion")
 DEFAULT_MAX_RESOLUTION = 256
@@ -329,12 +329,6 @@ def write_reports(out: Path, skipped, converted) -> None:
     for name, rows in (("skipped.tsv", skipped), ("converted.tsv", converted)):
         lines = ["path\tsplit\treason\n"] + [f"{p}\t{s}\t{r}\n" for p, s, r in rows]
         (out / name).write_text("".join(lines))
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------- materialize

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
+from .files import write_json
 from .plan import Step
 from .resources import REPO_ROOT
 from .store import ResultsStore, base_record, read_metrics, utc_now
@@ -243,11 +244,7 @@ def wait_for_jobs(jobs: set, poll_s: float, log=print):
 
 def write_steps(results_dir, steps: list, meta: dict):
     """RESULTS/plan.json: the expanded steps (what jobs run) and the plan (what the report reads)."""
-    path = Path(results_dir) / STEPS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**meta, "steps": [s.to_dict() for s in steps]}, indent=1, default=str))
-    os.replace(tmp, path)
+    write_json(Path(results_dir) / STEPS_FILE, {**meta, "steps": [s.to_dict() for s in steps]}, indent=1, default=str)
 
 
 def read_steps(results_dir) -> list:

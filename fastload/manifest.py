@@ -19,7 +19,6 @@ The per-image work (ranking inside units, selection, per-class counts) runs as N
 one pass over the rows in key order, no Python loop per image. fastload.manifest_reference does the same selection
 with plain NumPy/Python; tests assert both give identical indices and labels.
 """
-import functools
 import json
 import math
 import os

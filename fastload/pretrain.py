@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from .errors import FastloadError, UsageError
+from .files import write_json
 from .resources import REPO_ROOT, TRAIN_RECIPES_DIR
 
 # torch, fastload.distributed and fastload.models are imported inside the functions that use them: the settings
@@ -451,12 +452,6 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- training

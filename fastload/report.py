@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FastloadError
+from .files import write_text
 from .resources import dataset_file
 from .store import ResultsStore
 
@@ -397,8 +398,4 @@ def write_report(results_dir) -> Path:
         lines += ["### Failed steps (rerun `fastload reproduce` with the same --out to retry)", ""]
         lines += [f"- {r['step']}: {r.get('error', 'failed').split('; log ')[0]} (log: {r.get('log')})"
                   for r in failed] + [""]
-    out = results / "report.md"
-    tmp = out.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out)
-    return out
+    return write_text(results / "report.md", "\n".join(lines) + "\n")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
+from .files import write_json
 
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.json"
@@ -152,13 +153,6 @@ def primary_metric(cfg, metrics: dict) -> str:
         raise FastloadError(f"primary_metric '{name}' of {cfg.filename} is not among the validation results "
                             f"{sorted(k for k in metrics if k != 'iter')}")
     return name
-
-
-def write_json(path, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def summarise(results: list, config, checkpoint) -> dict:

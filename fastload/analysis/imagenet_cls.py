@@ -9,10 +9,7 @@ acts as it does when Caffe fine-tunes with frozen lower layers (learning rate 0 
 Optimiser: SGD with momentum 0.9 and weight decay 5e-4 on fc8 only, cosine learning-rate decay per iteration.
 Run: `fastload imagenet-cls --checkpoint RUN/last.pt --beton-dir DATA [--epochs N]`.
 """
-import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FastloadError, UsageError
+from ..files import write_json
 
 
 def configure(p):
@@ -147,10 +145,7 @@ def run_imagenet_cls(args) -> dict:
               "num_classes": num_classes, "iterations": total_iters, "train_losses": losses,
               **evaluate_topk(model, loaders["val"], device), "seconds": time.perf_counter() - start}
     out = Path(args.out or Path(args.checkpoint).parent / "imagenet_cls.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_json(out, result, indent=1)
     print(f"ImageNet CLS with a new fc8 on {args.checkpoint}: top1 {result['top1']:.4f} top5 {result['top5']:.4f} "
           f"({result['val_images']} val images); wrote {out}")
     return result

@@ -15,7 +15,6 @@ their val images; a query is right at top-k when one of its k nearest database i
 ties by index) has the query's fine class. The same rows are scored with a baseline checkpoint (normally the
 1000-class network). Chance at top-1 is 1 / (number of evaluated classes) for balanced classes.
 """
-import json
 import os
 import sys
 from pathlib import Path
@@ -116,12 +115,8 @@ def run_induction(args) -> dict:
 
 
 def write_json(result: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, path)
-    result["written_to"] = str(path)
+    from ..files import write_json as write_json_file
+    result["written_to"] = str(write_json_file(path, result, indent=1))
 
 
 def print_result(result: dict) -> None:

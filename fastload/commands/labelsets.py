@@ -11,11 +11,11 @@ def configure(p):
 
 
 def run(args):
-    import os
     import sys
     import time
     from pathlib import Path
 
+    from ..files import write_text
     from ..labelsets import builtin_label_sets, get_label_set
     from ..wordnet import default_tree
 
@@ -37,8 +37,6 @@ def run(args):
         out.mkdir(parents=True, exist_ok=True)
         sets = builtin_label_sets()
         for name, ls in sets.items():
-            tmp = out / f".{name}.tsv.tmp"
-            tmp.write_text(ls.to_tsv())
-            os.replace(tmp, out / f"{name}.tsv")
+            write_text(out / f"{name}.tsv", ls.to_tsv())
         print(f"wrote {len(sets)} label sets to {out}/")
     return 0

@@ -103,10 +103,8 @@ def _table_lines(rows):
 
 
 def _write_tsv(path, rows):
-    import os
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(line + "\n" for line in _table_lines(rows)))
-    os.replace(tmp, path)
+    from ..files import write_text
+    write_text(path, "".join(line + "\n" for line in _table_lines(rows)))
 
 
 def _print_table(rows):

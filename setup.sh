@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # fastload setup: system libraries (apt), a virtualenv at .venv with torch, ffcv, numba, nltk and the
-# MMDetection stack (mmcv 2.1.0 built from source with the C++20 fix, its wheel cached), then fastload itself.
+# MMDetection stack (mmcv 2.1.0 built from source with the C++20 fix and CPU kernels only, its wheel cached), then
+# fastload itself. The same setup serves CPU and GPU machines: on CUDA tensors the mmcv ops of the shipped transfer
+# configs run on torchvision's CUDA kernels (fastload/mmdet/cuda_ops.py), so no nvcc build is needed.
 # Idempotent: a second run checks a stamp and returns in about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -39,21 +41,27 @@ install_system_packages() {
 build_mmcv_wheel() {
   # PyPI has only mmcv's source release; mmdet 3.3.0 refuses mmcv >= 2.2.0. torch 2.14's headers need
   # C++20, while mmcv's setup.py asks for C++14/17: patch the flags, build once, cache the wheel.
+  # The build is CPU-only on every machine: mmcv's setup.py compiles its ~60 CUDA files whenever torch sees a GPU,
+  # so the GPUs are hidden from it (CUDA_VISIBLE_DEVICES=); fastload/mmdet/cuda_ops.py runs the ops the transfer
+  # configs reach on torchvision's CUDA kernels instead. The cache key therefore names no CUDA version or arch:
+  # it is the key of this CPU-only wheel (mmcv-<ver>-torch<ver>-cp<py>), valid on CPU and GPU machines alike.
   local pyver torchver key wheel_dir
   pyver=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   torchver=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
   key="mmcv-$MMCV_VERSION-torch$torchver-$pyver"
   wheel_dir=$CACHE/wheels/$key
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
-    say "building mmcv $MMCV_VERSION from source (about 10 minutes on 2 cores; cached in $wheel_dir)"
+    say "building mmcv $MMCV_VERSION from source, CPU kernels only (CUDA tensors use torchvision's kernels;"
+    say "  30-80 minutes on 2 cores, once: the wheel is cached in $wheel_dir)"
     local work; work=$(mktemp -d)
     # mmcv 2.1's setup script needs the setuptools of its day (pkg_resources, setup.py develop): build with < 70.
     "$PIP" install -q "setuptools<70" 2>/dev/null
     "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
     tar -xzf "$work"/mmcv-$MMCV_VERSION.tar.gz -C "$work"
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
-    (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=$(nproc) FORCE_CUDA=0 \
-      "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/dist" .)
+    # -g0: no debug info (a smaller wheel, a faster build)
+    (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=$(nproc) FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= \
+      CFLAGS="${CFLAGS:-} -g0" "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/dist" .)
     mkdir -p "$wheel_dir.tmp" && cp "$work"/dist/mmcv-*.whl "$wheel_dir.tmp/"
     rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
     rm -rf "$work"

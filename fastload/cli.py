@@ -26,6 +26,7 @@ COMMANDS = [
     ("report", "report", "write report.md with figures and tables next to the paper's numbers"),
     ("demo", "demo", "the whole study on built-in synthetic data, on CPU, in minutes"),
     ("bench", "bench", "benchmarks: manifest kernels, loader, training throughput"),
+    ("doctor", "doctor", "what this machine can run (GPUs, CUDA, ffcv, WordNet, mmcv ops); the fix for what is missing"),
 ]
 
 
@@ -40,20 +41,10 @@ def build_parser(only=None):
     for name, module_name, help_text in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if only in (None, name):
-            module = _load(module_name)
-            if module is not None:
-                module.configure(p)
-                p.set_defaults(_run=module.run)
+            module = importlib.import_module(f"fastload.commands.{module_name}")
+            module.configure(p)
+            p.set_defaults(_run=module.run)
     return parser
-
-
-def _load(module_name):
-    try:
-        return importlib.import_module(f"fastload.commands.{module_name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"fastload.commands.{module_name}":
-            return None  # not built yet in this checkout
-        raise
 
 
 def main(argv=None):
@@ -64,8 +55,6 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    if not hasattr(args, "_run"):
-        parser.exit(2, f"fastload: error: '{args.command}' is not available in this build\n")
     try:
         return args._run(args) or 0
     except UsageError as e:
@@ -76,6 +65,9 @@ def main(argv=None):
         return 1
     except BrokenPipeError:  # output piped into `head`
         return 0
+    except OSError as e:  # a file the command could not read or write: its message names it
+        print(f"fastload {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fastload: interrupted", file=sys.stderr)
         return 130

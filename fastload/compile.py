@@ -9,53 +9,66 @@ images):
   image on average, so ~110 GB for ImageNet-1k train. Use 'jpg' when disk is short, 'raw' when CPUs are.
 - square S (off by default): every image resized so its shorter side is S, then its centre S x S kept, for
   pre-training with `augment: device` (one image size per beton, copied as bytes and cropped on the GPU). Raw
-  storage is then the natural write mode (the CLI picks it unless told otherwise): S=176 is 93 KB per image.
+  storage is then the default write mode: S=176 is 93 KB per image.
+- min side 8: an image whose stored shorter side would be under 8 pixels (a 1x1 file, a 600x2 strip, a 10000x50
+  panorama stored as 256x1) is skipped with the reason in skipped.jsonl, so every row of a beton can be cropped by
+  every decoding pipeline (FFCV's centre crop aborts the process on a 1-pixel side).
 
-Output directory OUT: {split}.beton, {split}.beton.json (what the beton holds: image size or max side, write mode,
-rows), {split}_index.npz (row i = beton row i), classes.txt, compile.json,
-skipped.tsv (files that could not be decoded, with the reason) and converted.tsv (files decoded after conversion
-to RGB: CMYK, grayscale, palette, or another format behind a .JPEG name).
-Every beton is written to OUT/.{split}.beton.tmp and renamed at the end: an interrupted compile never leaves a
-beton at its final path, and a rerun starts from scratch.
+Output directory OUT: {split}.beton, {split}.beton.json (what the beton holds, the fingerprint of its index, its
+size and checksums), {split}_index.npz (row i = beton row i), classes.txt, compile.json (settings, counts and the
+fingerprints), skipped.jsonl (every entry under a split folder that is not in the index, with the reason) and
+converted.jsonl (files stored after a conversion, or with a property compile ignores: see `image_notes`).
+The compile is staged in a sibling folder and swapped in at the end (one rename): an interrupted compile leaves OUT
+as it was, a previous compile there whole and usable. OUT is locked (fastload.files.OutputLock) for the duration.
 """
+import json
 import multiprocessing
 import os
+import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from . import index as index_mod
 from .errors import FastloadError, UsageError
-from .files import write_json
+from .files import OutputLock, atomic_path, is_temp_name, write_json, write_text
 
 WRITE_MODES = ("raw", "jpg", "proportion")
 DEFAULT_MAX_RESOLUTION = 256
 DEFAULT_WRITE_MODE = "proportion"
+DEFAULT_SQUARE_WRITE_MODE = "raw"  # a square beton feeds `augment: device`, which copies raw bytes
 DEFAULT_JPEG_QUALITY = 90
 DEFAULT_COMPRESS_PROBABILITY = 0.5
+DEFAULT_MIN_SIDE = 8  # every crop decoder gets >= 7 pixels (FFCV's centre crop takes 224/256 of the shorter side)
 MIN_PAGE_SIZE = 1 << 23  # FFCV's default page (8 MiB); grown when one raw image would not fit
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+REPORTS = ("skipped.jsonl", "converted.jsonl")
 
 
 @dataclass
 class CompileSettings:
-    max_resolution: int = DEFAULT_MAX_RESOLUTION  # longest side after resizing; 0 keeps the original size
-    write_mode: str = DEFAULT_WRITE_MODE
+    max_resolution: int = None  # longest stored side; 0 keeps the original size; None: 256, or `square`
+    write_mode: str = None  # None: 'proportion', or 'raw' with `square`
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     compress_probability: float = DEFAULT_COMPRESS_PROBABILITY
     num_workers: int = 2
     strict: bool = False
-    square: int = 0  # > 0: shorter side resized to `square`, centre square x square kept; max_resolution = square
+    square: int = 0  # > 0: shorter side resized to `square`, centre square x square kept
+    min_side: int = DEFAULT_MIN_SIDE  # images stored with a shorter side under this are skipped
 
     def check(self):
-        """Check every value; with `square` set, max_resolution becomes `square` (the longest stored side)."""
+        """Check every value and fill the defaults that depend on `square`."""
         if self.square < 0:
             raise UsageError(f"--square {self.square}: must be > 0 (or 0 to keep each image's aspect ratio)")
-        if self.square:
-            self.max_resolution = self.square
+        if self.square and self.max_resolution not in (None, self.square):
+            raise UsageError(f"--max-resolution {self.max_resolution} conflicts with --square {self.square}: square "
+                             f"images are {self.square} pixels on each side; drop --max-resolution")
+        if self.max_resolution is None:
+            self.max_resolution = self.square or DEFAULT_MAX_RESOLUTION
+        if self.write_mode is None:
+            self.write_mode = DEFAULT_SQUARE_WRITE_MODE if self.square else DEFAULT_WRITE_MODE
         if self.write_mode not in WRITE_MODES:
             raise UsageError(f"--write-mode {self.write_mode!r}: choose one of {', '.join(WRITE_MODES)}")
         if self.max_resolution < 0:
@@ -66,45 +79,106 @@ class CompileSettings:
             raise UsageError(f"--compress-probability {self.compress_probability}: must be in [0, 1]")
         if self.num_workers < 1:
             raise UsageError(f"--num-workers {self.num_workers}: must be >= 1")
+        if self.min_side < 2:
+            raise UsageError(f"--min-side {self.min_side}: must be >= 2 (a crop of a 1-pixel side is empty)")
+        if self.max_resolution and self.max_resolution < self.min_side:
+            raise UsageError(f"--max-resolution {self.max_resolution} is below --min-side {self.min_side}")
         return self
 
 
 # ---------------------------------------------------------------------------------------------- reading images
 
 def check_image(path: str):
-    """(width, height, nbytes, problem, note) of one file. problem: why it must be skipped (else '');
-    note: how it was made RGB (else ''). Decodes the whole file at 1/8 scale, which still finds truncation."""
+    """(width, height, nbytes, problem, notes) of one file. problem: why it must be skipped (else '');
+    notes: what storing it changes or ignores (see image_notes). Decodes the whole file (JPEGs at 1/8 scale,
+    which still finds truncation)."""
     from PIL import Image
     nbytes = os.path.getsize(path)
     if nbytes == 0:
-        return 0, 0, 0, "empty file (0 bytes)", ""
+        return 0, 0, 0, "empty file (0 bytes)", []
     try:
         with Image.open(path) as im:
-            width, height, fmt, mode = im.width, im.height, im.format, im.mode
-            im.draft(mode, (max(1, width // 8), max(1, height // 8)))
+            width, height = im.width, im.height
+            notes = image_notes(im, path)
+            im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
             im.load()
+            if im.mode in HIGH_DEPTH_MODES:
+                notes.append(to_8bit(np.asarray(im), im.mode)[1])
     except Exception as e:  # PIL raises many types for bad files; each becomes a reported skip, not a crash
-        return 0, 0, nbytes, f"cannot decode: {type(e).__name__}: {e}".replace("\t", " "), ""
+        return 0, 0, nbytes, f"cannot decode: {type(e).__name__}: {e}", []
+    return width, height, nbytes, "", notes
+
+
+def image_notes(im, path: str) -> list:
+    """What compile does to one opened image besides resizing: format and mode conversions, and the properties it
+    ignores (EXIF orientation: pixels stored as they lie in the file, as PIL-based ImageNet loaders do; alpha:
+    dropped; animation: first frame only)."""
     notes = []
-    if fmt != "JPEG" and os.path.splitext(path)[1].lower() in (".jpeg", ".jpg"):
-        notes.append(f"{fmt} file named {os.path.splitext(path)[1]}")
-    if mode != "RGB":
-        notes.append(f"{mode} converted to RGB")
-    return width, height, nbytes, "", "; ".join(notes)
+    suffix = os.path.splitext(path)[1]
+    if im.format != "JPEG" and suffix.lower() in (".jpeg", ".jpg"):
+        notes.append(f"{im.format} file named {suffix}")
+    if im.mode not in ("RGB",) + HIGH_DEPTH_MODES:
+        notes.append(f"{im.mode} converted to RGB")
+    if "A" in im.mode or "transparency" in im.info:
+        notes.append("alpha dropped (transparent pixels keep their stored colour)")
+    orientation = im.getexif().get(0x0112)
+    if orientation not in (None, 1):
+        notes.append(f"EXIF orientation {orientation} ignored (stored as the pixels lie in the file)")
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"animated: first of {frames} frames stored")
+    return notes
+
+
+def to_8bit(values: np.ndarray, mode: str):
+    """(uint8 array, how) for a 16-bit, 32-bit integer or float grey image: 16-bit ranges as value / 257, floats in
+    [0, 1] as value x 255, values already in 0..255 as they are, anything else stretched from its min..max."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
+        scaled, how = values / 257.0, f"{mode} scaled to 8 bits (value / 257)"
+    elif mode == "F" and low >= 0 and high <= 1:
+        scaled, how = values * 255.0, "F scaled to 8 bits (value x 255)"
+    elif low >= 0 and high <= 255:
+        scaled, how = values, f"{mode} stored as 8 bits (values already in 0..255)"
+    else:
+        span = high - low or 1.0
+        scaled, how = (values - low) * (255.0 / span), f"{mode} stretched from {low:g}..{high:g} to 0..255"
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), how
+
+
+def to_rgb(im):
+    """An open PIL image as an RGB PIL image (high-depth grey scaled by to_8bit, alpha dropped, first frame)."""
+    from PIL import Image
+    if im.mode in HIGH_DEPTH_MODES:
+        return Image.fromarray(to_8bit(np.asarray(im), im.mode)[0], "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def stored_shape(width: int, height: int, max_side: int, square: int = 0):
+    """(width, height) an image is stored at: square x square, or the longest side scaled down to max_side
+    (rounded, at least 1), or the original size."""
+    if square:
+        return square, square
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    return width, height
 
 
 def read_rgb(path: str, max_side: int, square: int = 0) -> np.ndarray:
-    """The image as an RGB uint8 array (square > 0: its centre square x square, see read_square). JPEGs are decoded
-    directly at the smallest DCT scale that is still at least the stored size (PIL's draft): the same pixels after
-    resizing, several times faster than a full decode."""
+    """The image as stored: an RGB uint8 array of stored_shape (square > 0: see read_square). JPEGs are decoded at
+    the smallest DCT scale that still covers the stored size (PIL's draft), then resized (bilinear, antialiased)."""
     from PIL import Image
     with Image.open(path) as im:
         if square:
             return read_square(im, square)
-        if max_side and max(im.size) > max_side:
-            scale = max_side / max(im.size)
-            im.draft("RGB", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
-        return np.asarray(im.convert("RGB"))
+        size = stored_shape(im.width, im.height, max_side)
+        im.draft("RGB", size)
+        im = to_rgb(im)
+        if im.size != size:
+            im = im.resize(size, Image.BILINEAR)
+        return np.asarray(im)
 
 
 def square_geometry(width: int, height: int, side: int):
@@ -122,59 +196,43 @@ def read_square(im, side: int) -> np.ndarray:
     from PIL import Image
     new_w, new_h, left, top = square_geometry(im.width, im.height, side)
     im.draft("RGB", (new_w, new_h))
-    im = im.convert("RGB")
+    im = to_rgb(im)
     if im.size != (new_w, new_h):
         im = im.resize((new_w, new_h), Image.BILINEAR)
     return np.asarray(im)[top:top + side, left:left + side]
 
 
 def check_images(root: Path, paths, num_workers: int, desc: str):
-    """check_image over all files in `num_workers` processes, with a progress bar."""
+    """check_image over all files in `num_workers` processes (which die with this one), with a progress bar."""
     from tqdm import tqdm
     full = [str(root / p) for p in paths]
     chunk = max(1, min(256, len(full) // (8 * num_workers) or 1))
-    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
-        results = list(tqdm(pool.imap(check_image, full, chunksize=chunk), total=len(full),
-                            desc=f"check {desc}", unit="img", smoothing=0.1))
-    return results
+    pool = multiprocessing.get_context("fork").Pool(num_workers, initializer=die_with_parent,
+                                                     initargs=(os.getpid(),))
+    with pool:
+        return list(tqdm(pool.imap(check_image, full, chunksize=chunk), total=len(full), desc=f"check {desc}",
+                         unit="img", smoothing=0.1))
 
 
 class ImageFiles:
-    """The indexable dataset FFCV's writer reads: (RGB array, class id) per index row.
-    A file that fails here although it passed check_image is flagged, not raised: an exception inside an FFCV
-    writer process would leave the parent waiting forever."""
+    """The indexable dataset FFCV's writer reads: (RGB array, class id) per index row. An exception here stops the
+    compile with the file's name (write_beton watches its writer processes)."""
 
     def __init__(self, root, paths, class_ids, max_side, square=0):
         self.root, self.paths, self.class_ids, self.max_side = str(root), list(paths), list(class_ids), max_side
         self.square = square
-        self.failed = multiprocessing.get_context("fork").Array("b", len(self.paths), lock=False)
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        try:
-            image = read_rgb(os.path.join(self.root, self.paths[i]), self.max_side, self.square)
-        except Exception:  # reported by write_split after the writer finishes
-            self.failed[i] = 1
-            image = np.zeros((1, 1, 3), np.uint8)
-        return image, int(self.class_ids[i])
+        return read_rgb(self.describe(i), self.max_side, self.square), int(self.class_ids[i])
+
+    def describe(self, i) -> str:
+        return os.path.join(self.root, self.paths[i])
 
 
 # ---------------------------------------------------------------------------------------------- writing betons
-
-@contextmanager
-def images_per_second_bar(desc: str):
-    """FFCV's writer draws a bare tqdm bar; give it a name and images/s for the duration of one write."""
-    import ffcv.writer
-    from tqdm import tqdm
-    original = ffcv.writer.tqdm
-    ffcv.writer.tqdm = partial(tqdm, desc=desc, unit="img", smoothing=0.1)
-    try:
-        yield
-    finally:
-        ffcv.writer.tqdm = original
-
 
 def page_size_for(max_raw_bytes: int) -> int:
     """FFCV needs every sample inside one page: a power of two >= 8 MiB and >= 4x the largest raw image."""
@@ -182,34 +240,6 @@ def page_size_for(max_raw_bytes: int) -> int:
     while size < 4 * max_raw_bytes:
         size *= 2
     return size
-
-
-def write_beton(dataset, fields: dict, out_path: Path, num_workers: int, page_size: int, desc: str) -> None:
-    """Write `dataset` with FFCV to OUT/.NAME.tmp, then rename; on any failure remove the temporary file."""
-    from ffcv.writer import DatasetWriter
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    writer = DatasetWriter(str(tmp), fields, page_size=page_size, num_workers=num_workers)
-    try:
-        with images_per_second_bar(desc):
-            writer.from_indexed_dataset(dataset, chunksize=max(1, min(100, len(dataset) // (4 * num_workers))))
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        release_shared_metadata(writer)
-        raise
-
-
-def release_shared_metadata(writer) -> None:
-    """FFCV's writer only frees its shared-memory metadata block when it finishes; free it after a failure."""
-    shm = getattr(writer, "metadata_sm", None)
-    if hasattr(shm, "unlink"):
-        try:
-            shm.close()
-            shm.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def image_fields(settings: CompileSettings) -> dict:
@@ -221,35 +251,25 @@ def image_fields(settings: CompileSettings) -> dict:
 
 
 def stored_size(width, height, max_side, square=0):
-    """Largest stored image size in bytes (raw RGB) after the writer's resize to `max_side` (or the square crop)."""
-    if square:
-        return square * square * 3 if len(width) else 0
-    w, h = np.asarray(width, np.float64), np.asarray(height, np.float64)
-    if max_side:
-        scale = np.minimum(1.0, max_side / np.maximum(np.maximum(w, h), 1))
-        w, h = w * scale, h * scale
-    return int((w * h * 3).max()) if len(w) else 0
+    """Largest stored image size in bytes (raw RGB) over these images (see stored_shape)."""
+    sizes = [np.prod(stored_shape(int(w), int(h), max_side, square)) * 3 for w, h in zip(width, height)]
+    return int(max(sizes)) if sizes else 0
 
 
-def write_split(index, out: Path, split: str, settings: CompileSettings) -> None:
-    """The split's beton (rows in index order), then its index; both through temporary files."""
+def write_split(index, out: Path, split: str, settings: CompileSettings) -> str:
+    """The split's beton (rows in index order), its index and its sidecar; returns the index fingerprint."""
     dataset = ImageFiles(index.root, index.path, index.class_id, settings.max_resolution, settings.square)
     page = page_size_for(stored_size(index.width, index.height, settings.max_resolution, settings.square))
-    (out / f"{split}_index.npz").unlink(missing_ok=True)  # never an old index beside a new beton
-    (out / f"{split}.beton.json").unlink(missing_ok=True)
-    write_beton(dataset, image_fields(settings), out / f"{split}.beton", settings.num_workers, page, f"write {split}")
-    failed = np.flatnonzero(np.frombuffer(dataset.failed, dtype=np.int8))
-    if len(failed):
-        (out / f"{split}.beton").unlink()
-        names = ", ".join(str(Path(index.root) / index.path[i]) for i in failed[:5])
-        raise FastloadError(f"{len(failed)} file(s) passed the check but failed to decode while writing {split}: "
-                            f"{names}; remove or replace them and rerun")
-    index_mod.save_index(index, out / f"{split}_index.npz")
-    write_json(out / f"{split}.beton.json", beton_description(split, len(index), settings))
+    beton = out / f"{split}.beton"
+    write_beton(dataset, image_fields(settings), beton, settings.num_workers, page, f"write {split}")
+    digest = index_mod.save_index(index, out / f"{split}_index.npz")
+    write_json(out / f"{split}.beton.json", dict(beton_description(split, len(index), settings), fingerprint=digest,
+                                                 **describe_file(beton)))
+    return digest
 
 
 def beton_description(split: str, rows: int, settings: CompileSettings) -> dict:
-    """The sidecar OUT/{split}.beton.json: what the beton holds, for a reader who has only the folder."""
+    """What the beton holds, for a reader who has only the folder (the sidecar OUT/{split}.beton.json)."""
     if settings.square:
         images = f"{settings.square}x{settings.square} centre crops (shorter side resized to {settings.square})"
     elif settings.max_resolution:
@@ -258,55 +278,372 @@ def beton_description(split: str, rows: int, settings: CompileSettings) -> dict:
         images = "whole images at their original size"
     return {"split": split, "rows": rows, "fields": {"image": "RGBImageField", "label": "IntField (fine class id)"},
             "images": images, "image_size": [settings.square] * 2 if settings.square else None,
-            "square": settings.square, "max_resolution": settings.max_resolution, "write_mode": settings.write_mode,
-            "jpeg_quality": settings.jpeg_quality, "compress_probability": settings.compress_probability,
-            "index": f"{split}_index.npz", "classes": "classes.txt"}
+            "square": settings.square, "max_resolution": settings.max_resolution, "min_side": settings.min_side,
+            "write_mode": settings.write_mode, "jpeg_quality": settings.jpeg_quality,
+            "compress_probability": settings.compress_probability, "index": f"{split}_index.npz",
+            "classes": "classes.txt"}
+
+
+# ---------------------------------------------------------------------------------------------- the FFCV writer
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a child process: be killed (SIGKILL) when the parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class AnonymousMemory:
+    """Stands in for multiprocessing.shared_memory.SharedMemory in FFCV's writer: an anonymous shared mapping that
+    forked workers inherit and the kernel frees with the last process; nothing in /dev/shm to leak."""
+
+    def __init__(self, create=True, size=0):
+        import mmap
+        self.buf = mmap.mmap(-1, max(1, size))
+        self.size = size
+
+    def close(self):
+        self.buf.close()
+
+    def unlink(self):
+        pass
+
+
+def writer_worker(slot, current, errors, parent_pid, input_queue, metadata_sm, metadata_type, fields, allocator,
+                  done_number, allocations_queue, dataset):
+    """FFCV's worker_job_indexed_dataset, plus: dies with the parent, records the row it is on in current[slot],
+    and on an exception reports it (with that row) and exits at once, leaving no page half-flushed to wait for."""
+    from ffcv.writer import handle_sample
+    die_with_parent(parent_pid)
+    metadata = np.frombuffer(metadata_sm.buf, dtype=metadata_type)
+    with allocator:
+        for chunk in iter(input_queue.get, None):
+            for dest_ix, source_ix in chunk:
+                current[slot] = source_ix
+                try:
+                    handle_sample(dataset[source_ix], dest_ix, metadata_type.names, metadata, allocator, fields)
+                except BaseException as e:  # reported to the parent, which fails the compile naming the file
+                    errors.put((int(source_ix), f"{type(e).__name__}: {e}"))
+                    errors.close()
+                    errors.join_thread()
+                    os._exit(1)
+            with done_number.get_lock():
+                done_number.value += len(chunk)
+    current[slot] = -1
+    allocations_queue.put(allocator.allocations)
+
+
+def watched_writer_class():
+    """ffcv.writer.DatasetWriter with watched workers (a subclass built on first use: ffcv imports late)."""
+    from ffcv.writer import DatasetWriter
+
+    class WatchedWriter(DatasetWriter):
+        """A worker that dies (signal, exception) fails the write at once with the file it was on; workers die with
+        this process; the metadata lives in anonymous shared memory."""
+
+        def prepare(self):
+            import ffcv.writer
+            original = ffcv.writer.shared_memory
+            ffcv.writer.shared_memory = type("AnonymousSharedMemory", (), {"SharedMemory": AnonymousMemory})
+            try:
+                super().prepare()
+            finally:
+                ffcv.writer.shared_memory = original
+
+        def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):
+            run_watched(self, num_samples, queue_content, extra_worker_args[0])
+
+    return WatchedWriter
+
+
+def run_watched(writer, num_samples, queue_content, dataset) -> None:
+    """The body of DatasetWriter._write_common with a parent that watches its workers."""
+    import ctypes
+
+    from ffcv.memory_allocator import MemoryAllocator
+    ctx = multiprocessing.get_context("fork")
+    writer.num_samples = num_samples
+    writer.prepare()
+    work, allocations, errors = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    for todo in queue_content:
+        work.put(todo)
+    for _ in range(writer.num_workers):
+        work.put(None)
+    done = ctx.Value(ctypes.c_uint64, 0)
+    current = ctx.Array("q", [-1] * writer.num_workers, lock=False)
+    allocator = MemoryAllocator(writer.fname, writer.data_region_start, writer.page_size)
+    workers = [ctx.Process(target=writer_worker, daemon=True,
+                           args=(k, current, errors, os.getpid(), work, writer.metadata_sm, writer.metadata_type,
+                                 writer.fields, allocator, done, allocations, dataset))
+               for k in range(writer.num_workers)]
+    try:
+        for p in workers:
+            p.start()
+        wait_for_rows(workers, done, num_samples, current, errors, dataset, writer.progress_label)
+        allocation_list = []
+        for _ in workers:
+            allocation_list.extend(get_watched(allocations, workers, current, errors, dataset))
+        writer.finalize(allocation_list)
+    finally:
+        for p in workers:
+            if p.is_alive():
+                p.kill()
+            p.join()
+        writer.metadata_sm.close()
+
+
+def wait_for_rows(workers, done, total: int, current, errors, dataset, desc: str) -> None:
+    """Follow the workers' row count with a progress bar (images/s), checking every 50 ms that none has died."""
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=desc, unit="img", smoothing=0.1)
+    previous = 0
+    while previous != total:
+        check_workers(workers, current, errors, dataset)
+        value = done.value
+        if value > previous:
+            bar.update(value - previous)
+            previous = value
+        time.sleep(0.05)
+    bar.close()
+
+
+def get_watched(queue, workers, current, errors, dataset):
+    import queue as queue_mod
+    while True:
+        try:
+            return queue.get(timeout=0.2)
+        except queue_mod.Empty:
+            check_workers(workers, current, errors, dataset)
+
+
+def check_workers(workers, current, errors, dataset) -> None:
+    """Raise FastloadError naming the file when a worker has died before finishing."""
+    import queue as queue_mod
+    import signal
+    for slot, p in enumerate(workers):
+        if p.exitcode is None or p.exitcode == 0:
+            continue
+        row, message = int(current[slot]), ""
+        try:
+            row, message = errors.get(timeout=1.0)
+        except queue_mod.Empty:
+            pass
+        how = (f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit status {p.exitcode}")
+        where = dataset.describe(row) if row >= 0 else "an unknown row"
+        raise FastloadError(f"a beton writer process ({how}) failed on {where}"
+                            f"{': ' + message if message else ''}; remove or replace that file and rerun")
+
+
+def write_beton(dataset, fields: dict, out_path: Path, num_workers: int, page_size: int, desc: str) -> None:
+    """Write `dataset` (with a `describe(row)` naming each row's source) as an FFCV beton, atomically."""
+    with atomic_path(out_path) as tmp:
+        writer = watched_writer_class()(str(tmp), fields, page_size=page_size, num_workers=num_workers)
+        writer.progress_label = desc
+        writer.from_indexed_dataset(dataset, chunksize=max(1, min(100, len(dataset) // (4 * num_workers))))
+
+
+# ---------------------------------------------------------------------------------------------- checking betons
+
+CHUNK_BYTES = 1 << 26  # 64 MiB per checksum: ~1700 for a 110 GB beton
+
+
+def beton_layout(path) -> dict:
+    """The regions of an FFCV beton read from its header, checked against the file size; FastloadError (naming the
+    file) for anything that is not a whole beton: missing, empty, truncated, a zeroed or foreign header."""
+    from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType, get_handlers, \
+        get_metadata_type
+    path = Path(path)
+    if not path.is_file():
+        raise FastloadError(f"beton {path} does not exist" if not path.exists() else f"{path} is not a beton file")
+    size = path.stat().st_size
+    if size < HeaderType.itemsize:
+        raise FastloadError(f"{path} is not a beton: {size} bytes, shorter than an FFCV header (truncated?)")
+    header = np.fromfile(path, dtype=HeaderType, count=1)[0]
+    if header["version"] != CURRENT_VERSION or not 1 <= header["num_fields"] <= 64:
+        raise FastloadError(f"{path} is not an FFCV beton (format version {header['version']}, "
+                            f"{header['num_fields']} fields): a zeroed, foreign or damaged header")
+    descriptors_end = HeaderType.itemsize + FieldDescType.itemsize * int(header["num_fields"])
+    if descriptors_end > size:
+        raise FastloadError(f"{path} is truncated: {size} bytes, its header needs {descriptors_end}")
+    try:
+        descriptors = np.fromfile(path, dtype=FieldDescType, count=int(header["num_fields"]),
+                                  offset=HeaderType.itemsize)
+        metadata_type = get_metadata_type(get_handlers(descriptors))
+    except Exception as e:  # unknown field type ids: FFCV raises KeyError/TypeError/ValueError
+        raise FastloadError(f"{path}: damaged field descriptors ({type(e).__name__}: {e})") from None
+    metadata_end = descriptors_end + int(header["num_samples"]) * metadata_type.itemsize
+    table = int(header["alloc_table_ptr"])
+    if not metadata_end <= table <= size or (size - table) % ALLOC_TABLE_TYPE.itemsize:
+        raise FastloadError(f"{path} is truncated or damaged: {size} bytes, but its header puts "
+                            f"{header['num_samples']} rows' metadata up to byte {metadata_end} and the allocation "
+                            f"table at byte {table}")
+    return {"size": size, "rows": int(header["num_samples"]), "metadata_end": metadata_end, "table": table}
+
+
+def tables_checksum(path, layout: dict) -> str:
+    """sha256 of the header, field descriptors, row metadata and allocation table (everything but image pages)."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(layout["metadata_end"]))
+        f.seek(layout["table"])
+        digest.update(f.read())
+    return digest.hexdigest()
+
+
+def chunk_checksums(path):
+    """sha256 of every CHUNK_BYTES of the file, in order."""
+    import hashlib
+    out = []
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
+            out.append(hashlib.sha256(block).hexdigest())
+    return out
+
+
+def describe_file(path) -> dict:
+    """The sidecar entries check_beton and verify_beton compare against (written when the beton is complete)."""
+    layout = beton_layout(path)
+    return {"bytes": layout["size"], "tables_sha256": tables_checksum(path, layout), "chunk_bytes": CHUNK_BYTES,
+            "chunk_sha256": chunk_checksums(path)}
+
+
+def read_sidecar(beton_path) -> dict:
+    """BETON.json (what the beton holds, its fingerprint and checksums); {} when the beton has none."""
+    path = Path(f"{beton_path}.json")
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FastloadError(f"{path}: the beton's sidecar is not valid JSON ({e}); recompile") from None
+
+
+def check_beton(path) -> dict:
+    """Check a beton before opening it: whole by its header (beton_layout) and, when it has a sidecar, of the size
+    and header/tables checksum recorded at compile time. Reads no image pages. Returns the sidecar ({} if none)."""
+    layout = beton_layout(path)
+    sidecar = read_sidecar(path)
+    if "bytes" not in sidecar:
+        return sidecar
+    if layout["size"] != sidecar["bytes"]:
+        raise FastloadError(f"{path} is {layout['size']} bytes but was written as {sidecar['bytes']} "
+                            f"(see {path}.json): truncated or damaged copy")
+    if tables_checksum(path, layout) != sidecar["tables_sha256"]:
+        raise FastloadError(f"{path}: header or row tables differ from the ones written (checksum in {path}.json): "
+                            "damaged beton; run `fastload compile verify` and recompile or copy it again")
+    return sidecar
+
+
+def verify_beton(path) -> str:
+    """check_beton plus every page checksum; returns a one-line summary, raises FastloadError at the first bad
+    chunk (with its byte range)."""
+    sidecar = check_beton(path)
+    if "chunk_sha256" not in sidecar:
+        raise FastloadError(f"{path} has no checksums (no {path}.json from `fastload compile`): cannot verify")
+    for k, (got, want) in enumerate(zip(chunk_checksums(path), sidecar["chunk_sha256"])):
+        if got != want:
+            start = k * sidecar["chunk_bytes"]
+            raise FastloadError(f"{path}: bytes {start}..{start + sidecar['chunk_bytes'] - 1} differ from the ones "
+                                "written (checksum mismatch): damaged beton; recompile or copy it again")
+    return f"{path}: {sidecar.get('rows', '?')} rows, {sidecar['bytes']} bytes, {len(sidecar['chunk_sha256'])} " \
+           "checksums ok"
+
+
+def beton_fingerprint(path) -> str:
+    """The fingerprint of the index a beton's rows follow: from BETON.json, else from STEM_index.npz beside it."""
+    sidecar = read_sidecar(path)
+    if sidecar.get("fingerprint"):
+        return sidecar["fingerprint"]
+    index = Path(path).with_name(f"{Path(path).name.removesuffix('.beton')}_index.npz")
+    if index.is_file():
+        return index_mod.load_fingerprint(index)
+    raise FastloadError(f"{path}: no {Path(path).name}.json or {index.name} beside it tells which compile it comes "
+                        "from; recompile it with `fastload compile`")
+
+
+def verify_compile(out) -> list:
+    """`fastload compile verify OUT`: every beton of a compile folder (or one beton) in full, and each index
+    against its beton's fingerprint. Returns one line per beton; FastloadError at the first problem."""
+    out = Path(out)
+    betons = [out] if out.is_file() else sorted(out.glob("*.beton")) if out.is_dir() else []
+    if not betons:
+        raise FastloadError(f"{out}: no .beton file to verify" if out.exists() else f"{out} does not exist")
+    lines = []
+    for beton in betons:
+        lines.append(verify_beton(beton))
+        index = beton.with_name(f"{beton.name.removesuffix('.beton')}_index.npz")
+        if index.is_file():
+            rows, digest = len(index_mod.load_index(index)), index_mod.load_fingerprint(index)
+            sidecar = read_sidecar(beton)
+            if digest != sidecar.get("fingerprint") or rows != beton_layout(beton)["rows"]:
+                raise FastloadError(f"{index} ({rows} rows, fingerprint {digest[:12]}) does not belong to {beton} "
+                                    f"({sidecar.get('fingerprint', '?')[:12]}): recompile")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------- compile
 
 def compile_imagenet(root, out, settings: CompileSettings, splits=("train", "val"), devkit_class_order=None) -> dict:
-    """Index, check and compile ROOT into OUT. Returns the summary also written to OUT/compile.json."""
+    """Index, check and compile ROOT into OUT (staged beside OUT, swapped in when complete). Returns the summary
+    also written to OUT/compile.json."""
     settings.check()
-    root, out = Path(root).resolve(), Path(out)
+    root, out = Path(root).resolve(), Path(out).resolve()  # a symlinked OUT: stage beside the real folder
     image_root = index_mod.find_image_root(root)
     classes = index_mod.list_classes(image_root / "train")
     wnid_names = index_mod.check_class_names(classes, image_root / "train")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compile.json").unlink(missing_ok=True)  # present only once a compile has finished
+    with OutputLock(out, "fastload compile"):
+        remove_stale_stages(out)
+        stage = out.parent / f".{out.name}.compile-stage-{os.getpid()}"
+        try:
+            with OutputLock(stage, "fastload compile"):
+                summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
+                summary["wnid_class_names"] = wnid_names
+                write_json(stage / "compile.json", summary)
+                swap_in(stage, out, splits)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return summary
+
+
+def compile_into(folder: Path, root: Path, classes, settings, splits, devkit_class_order) -> dict:
+    """Every output of a compile but compile.json, written into `folder`; returns the summary."""
     started = time.time()
     indices, skipped, converted = {}, [], []
     for split in splits:
         indices[split] = check_split(root, split, classes, settings, devkit_class_order, skipped, converted)
-    write_reports(out, skipped, converted)
-    if settings.strict and skipped:
-        raise FastloadError(f"--strict: {len(skipped)} file(s) could not be decoded, first {skipped[0][0]} "
-                            f"({skipped[0][2]}); all are listed in {out / 'skipped.tsv'}")
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    for split in splits:
-        write_split(indices[split], out, split, settings)
-    summary = {"root": str(root), "splits": {s: len(indices[s]) for s in splits}, "num_classes": len(classes),
-               "image_size": [settings.square] * 2 if settings.square else None,
-               "wnid_class_names": wnid_names, "skipped": len(skipped), "converted": len(converted),
-               "settings": asdict(settings), "seconds": round(time.time() - started, 1)}
-    write_json(out / "compile.json", summary)
-    return summary
+    write_report(folder / "skipped.jsonl", skipped)
+    write_report(folder / "converted.jsonl", converted)
+    lost = [row for row in skipped if row["image"]]
+    if settings.strict and lost:
+        raise FastloadError(f"--strict: {len(lost)} file(s) could not be decoded or stored, first {lost[0]['path']} "
+                            f"({lost[0]['reason']}); all skipped entries are listed in skipped.jsonl")
+    write_text(folder / "classes.txt", "".join(f"{c}\n" for c in classes))
+    fingerprints = {split: write_split(indices[split], folder, split, settings) for split in splits}
+    return {"root": str(root), "splits": {s: len(indices[s]) for s in splits}, "num_classes": len(classes),
+            "image_size": [settings.square] * 2 if settings.square else None, "fingerprint": fingerprints,
+            "skipped": len(skipped), "skipped_images": len(lost), "converted": len(converted),
+            "settings": asdict(settings), "seconds": round(time.time() - started, 1)}
 
 
 def check_split(root, split, classes, settings, devkit_class_order, skipped, converted):
-    """The split's index of decodable files; skipped/converted rows (path, split, reason) are appended."""
-    paths, class_ids = index_mod.list_split(root, split, classes, devkit_class_order)
+    """The split's index of storable images; report rows (dicts) for everything else are appended."""
+    paths, class_ids, unlisted = index_mod.list_split(root, split, classes, devkit_class_order)
+    skipped += [report_row(path, split, reason=reason) for path, reason in unlisted]
     results = check_images(root, paths, settings.num_workers, split)
     keep = []
-    for row, (path, (w, h, nbytes, problem, note)) in enumerate(zip(paths, results)):
+    for row, (path, (w, h, nbytes, problem, notes)) in enumerate(zip(paths, results)):
+        problem = problem or size_problem(w, h, settings)
         if problem:
-            skipped.append((path, split, problem))
+            skipped.append(report_row(path, split, reason=problem))
             continue
-        if note:
-            converted.append((path, split, note))
+        if notes:
+            converted.append(report_row(path, split, notes=notes))
         keep.append(row)
     if not keep:
-        raise FastloadError(f"no decodable images in split {split} of {root}")
+        raise FastloadError(f"no storable images in split {split} of {root} (see skipped.jsonl)")
     keep = np.asarray(keep)
     w, h, nbytes = (np.asarray([r[k] for r in results]) for k in range(3))
     index = index_mod.build_index(root, np.asarray(paths)[keep], np.asarray(class_ids)[keep], w[keep], h[keep],
@@ -315,20 +652,97 @@ def check_split(root, split, classes, settings, devkit_class_order, skipped, con
     return index
 
 
+def size_problem(width: int, height: int, settings: CompileSettings) -> str:
+    """Why an image would be stored too small for every crop decoder ('' when it is fine). With --square the stored
+    side is always `square`: the file's own shorter side must reach min_side (no 600x2 strip blown up to a square)."""
+    sw, sh = stored_shape(width, height, settings.max_resolution, settings.square)
+    if settings.square:
+        if min(width, height) >= settings.min_side:
+            return ""
+        return f"too small: {width}x{height}, shorter side under --min-side {settings.min_side} (--square)"
+    if min(sw, sh) >= settings.min_side:
+        return ""
+    return (f"too small: {width}x{height} would be stored as {sw}x{sh}, shorter side under --min-side "
+            f"{settings.min_side}")
+
+
 def check_no_empty_class(index, classes, split, root, listed_class_ids):
     """A class whose every image was skipped is an error: training would silently lose it."""
     listed = set(np.unique(listed_class_ids).tolist())
     kept = set(np.unique(index.class_id).tolist())
     lost = sorted(listed - kept)
     if lost:
-        raise FastloadError(f"class {classes[lost[0]]} of split {split} in {root} has no decodable image left "
-                            f"(see skipped.tsv)")
+        raise FastloadError(f"class {classes[lost[0]]} of split {split} in {root} has no storable image left "
+                            f"(see skipped.jsonl)")
 
 
-def write_reports(out: Path, skipped, converted) -> None:
-    for name, rows in (("skipped.tsv", skipped), ("converted.tsv", converted)):
-        lines = ["path\tsplit\treason\n"] + [f"{p}\t{s}\t{r}\n" for p, s, r in rows]
-        (out / name).write_text("".join(lines))
+def remove_stale_stages(out: Path) -> None:
+    """Stage folders of killed compiles into OUT (we hold OUT's lock, so no live compile owns one)."""
+    if out.parent.is_dir():
+        for entry in out.parent.iterdir():
+            if entry.name.startswith(f".{out.name}.compile-stage-") and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def compile_names(splits) -> set:
+    """File names a compile owns in OUT: replaced by a recompile; anything else there is kept."""
+    names = {"classes.txt", "compile.json", "skipped.tsv", "converted.tsv", *REPORTS}
+    for split in set(splits) | {"train", "val"}:
+        names |= {f"{split}.beton", f"{split}.beton.json", f"{split}_index.npz"}
+    return names
+
+
+def swap_in(stage: Path, out: Path, splits) -> None:
+    """Exchange the finished stage folder with OUT in one rename; then move back what OUT held that a compile does
+    not write (other files the user keeps there). The old compile ends up in `stage`, removed by the caller."""
+    exchange_folders(stage, out)
+    owned = compile_names(splits)
+    for entry in stage.iterdir():
+        if entry.name not in owned and entry.name != ".fastload.lock" and not is_temp_name(entry.name):
+            os.rename(entry, out / entry.name)
+
+
+def exchange_folders(a: Path, b: Path) -> None:
+    """Swap two folders atomically (Linux renameat2 RENAME_EXCHANGE); three renames where it is unsupported."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if hasattr(libc, "renameat2") and libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
+                                                     rename_exchange) == 0:
+        return
+    aside = a.with_name(a.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+def report_row(path: str, split: str, reason: str = None, notes: list = None) -> dict:
+    """One row of skipped.jsonl (reason; `image`: the entry has an image suffix) or converted.jsonl (notes)."""
+    if notes is not None:
+        return {"path": path, "split": split, "notes": list(notes)}
+    return {"path": path, "split": split, "reason": reason, "image": index_mod.is_image_file(path)}
+
+
+def write_report(path: Path, rows) -> None:
+    """JSON lines, ASCII only: any file name (TAB, newline, bytes that are not UTF-8) survives the round trip;
+    `os.fsencode(row["path"])` gives a name's original bytes."""
+    write_text(path, "".join(json.dumps(row, ensure_ascii=True) + "\n" for row in rows))
+
+
+def read_report(path) -> list:
+    """The rows of OUT/skipped.jsonl or OUT/converted.jsonl, as dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastloadError(f"report {path} does not exist (it is written by `fastload compile`)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="ascii", errors="replace").splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise FastloadError(f"{path}:{number}: not a JSON line: {e}") from None
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- materialize
@@ -362,6 +776,9 @@ class StoredImages:
         return (int(image["mode"]), int(image["width"]), int(image["height"]), payload), \
             int(record[self.names.index("label")])
 
+    def describe(self, i) -> str:
+        return f"row {self.rows[i]} of {self.path}"
+
 
 def copy_stored_image(destination, stored, malloc):
     """RGBImageField.encode for an already-encoded record (mode, width, height, payload bytes)."""
@@ -372,38 +789,35 @@ def copy_stored_image(destination, stored, malloc):
 
 
 def materialize(manifest_path, beton_path, out_path, num_workers: int = 2) -> int:
-    """Write the rows of one manifest (its `indices`, in order) of `beton_path` into a standalone beton, plus
-    OUT_index.npz (those rows of the base index, when the base index sits next to the beton). Labels stay fine
-    class ids; apply the manifest's label_lookup at load time as for the base beton. Returns the row count."""
+    """Write the rows of one manifest (its `indices`, in order) of `beton_path` into a standalone beton, with
+    OUT_index.npz (those rows of the base index) and OUT.beton.json. Labels stay fine class ids; apply the
+    manifest's label_lookup at load time as for the base beton. Returns the row count."""
     from ffcv.fields import IntField, RGBImageField
+
+    from .manifest import check_source, load_manifest
     manifest_path, beton_path, out_path = Path(manifest_path), Path(beton_path), Path(out_path)
-    rows = read_manifest_indices(manifest_path)
-    if not beton_path.is_file():
-        raise FastloadError(f"beton {beton_path} does not exist")
+    if num_workers < 1:
+        raise UsageError(f"--num-workers {num_workers}: must be >= 1")
+    if out_path.is_dir():
+        raise FastloadError(f"{out_path} is a folder: give the .beton file to write")
+    manifest = load_manifest(manifest_path)
+    check_beton(beton_path)
+    check_source(manifest, beton_path)
+    base_index = beton_path.with_name(f"{beton_path.name.removesuffix('.beton')}_index.npz")
+    index = index_mod.load_index(base_index)
+    rows = np.asarray(manifest.indices, dtype=np.int64)
     dataset = StoredImages(beton_path, rows)
-    if len(rows) and rows.max() >= len(dataset.metadata):
+    if len(rows) and (rows.max() >= len(dataset.metadata) or rows.max() >= len(index)):
         raise FastloadError(f"{manifest_path}: index {rows.max()} is past the end of {beton_path} "
                             f"({len(dataset.metadata)} rows): is this manifest for that beton?")
     image_field = RGBImageField()
     image_field.encode = copy_stored_image  # same field type id, so readers decode it as any RGBImageField
     page = page_size_for(int(dataset.sizes.max()) if len(dataset.sizes) else 0)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     write_beton(dataset, {"image": image_field, "label": IntField()}, out_path, num_workers, page,
                 f"materialize {out_path.name}")
-    base_index = beton_path.with_name(f"{beton_path.stem}_index.npz")
-    if base_index.is_file():
-        index_mod.save_index(index_mod.load_index(base_index).select(rows),
-                             out_path.with_name(f"{out_path.stem}_index.npz"))
+    stem = out_path.name.removesuffix(".beton")
+    digest = index_mod.save_index(index.select(rows), out_path.with_name(f"{stem}_index.npz"))
+    write_json(Path(f"{out_path}.json"), {"rows": len(rows), "materialized_from": str(beton_path),
+                                          "manifest": str(manifest_path), "index": f"{stem}_index.npz",
+                                          "fingerprint": digest, **describe_file(out_path)})
     return len(rows)
-
-
-def read_manifest_indices(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FastloadError(f"manifest {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        if "indices" not in z.files:
-            raise FastloadError(f"{path} is not a manifest: it has no 'indices' array")
-        rows = z["indices"].astype(np.int64)
-    if len(rows) and rows.min() < 0:
-        raise FastloadError(f"{path}: negative row index {rows.min()}")
-    return rows

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import FastloadError
+from .errors import FastloadError, UsageError
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,6 @@ def is_dist_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def get_rank() -> int:
-    return dist.get_rank() if is_dist_ready() else 0
-
-
-def get_world_size() -> int:
-    return dist.get_world_size() if is_dist_ready() else 1
-
-
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
 def read_launch_env(env=None) -> tuple:
     """(rank, world_size, local_rank) from torchrun's or Slurm's variables; (0, 1, 0) when neither is set."""
     env = os.environ if env is None else env
@@ -52,13 +40,21 @@ def read_launch_env(env=None) -> tuple:
 
 
 def pick_device(local_rank: int = 0, device: str = "auto") -> torch.device:
-    """'auto': this process's CUDA device when there is one, else the CPU; 'cpu'/'cuda' force it."""
+    """'auto': this process's CUDA device when there is one, else the CPU; 'cpu', 'cuda' or 'cuda:N' force it."""
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    index = local_rank
+    if device not in ("auto", "cuda"):
+        kind, _, number = device.partition(":")
+        if kind != "cuda" or not number.isdigit():
+            raise UsageError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+        index = int(number)
     if not torch.cuda.is_available():
-        raise FastloadError("device 'cuda' was asked for but torch sees no CUDA device")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+        raise FastloadError(f"device {device!r} was asked for but torch sees no CUDA device")
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -17,17 +17,25 @@ Layouts read (paths in the index are relative to ROOT):
 
 Class ids are positions in the sorted list of train class folders (for ImageNet-1k: the standard sorted-wnid order).
 Index columns (one row per image, row i = row i of the split's .beton): path, class_id (int32), width, height
-(int32, the original image size), nbytes (int64, the file size); plus class_wnids and root.
+(int32, the original image size), nbytes (int64, the file size); plus class_wnids, root and fingerprint (a hash
+of the columns and class list, not of the root: see `fingerprint`).
+
+Every entry under a split folder is either a row of the index or a report row (relative path, reason): files
+without an image suffix, folders inside class folders (not searched), broken links, names that are not valid
+UTF-8, images beside class folders (they have no class). Compile writes them to OUT/skipped.jsonl.
 """
 import csv
+import hashlib
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FastloadError
+from .files import atomic_path
 
 WNID_PATTERN = re.compile(r"^n\d{8}$")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
@@ -65,26 +73,84 @@ class Index:
         return Index(*(getattr(self, c)[rows] for c in INDEX_COLUMNS), self.class_wnids, self.root)
 
 
-def save_index(index: Index, path) -> None:
-    """Write the index as .npz through a temporary file, so a crash never leaves half a file."""
+def save_index(index: Index, path) -> str:
+    """Write the index as .npz (atomically), with its fingerprint; returns the fingerprint."""
+    digest = fingerprint(index)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **{c: getattr(index, c) for c in INDEX_COLUMNS},
+                 class_wnids=np.asarray(index.class_wnids, dtype=str), root=np.asarray(str(index.root)),
+                 fingerprint=np.asarray(digest))
+    return digest
+
+
+def fingerprint(index) -> str:
+    """A hash of an index's contents (paths, class ids, sizes, file sizes, class list; not its root folder):
+    two compiles share it exactly when their betons hold the same rows in the same order."""
+    return _fingerprint({c: getattr(index, c) for c in INDEX_COLUMNS + ("class_wnids",)})
+
+
+def _fingerprint(columns: dict) -> str:
+    digest = hashlib.sha256()
+    for name in INDEX_COLUMNS + ("class_wnids",):
+        if name not in columns:
+            continue
+        values = np.asarray(columns[name])
+        if values.dtype.kind in "US":
+            data = "\0".join(str(v) for v in values.tolist()).encode("utf-8", "surrogatepass")
+        else:
+            data = values.astype("<i8").tobytes()
+        digest.update(f"{name}:{len(values)}:".encode())
+        digest.update(data)
+    return digest.hexdigest()[:32]
+
+
+def _open_npz(path, what: str):
+    """np.load of an index file; a missing, truncated or foreign file is one FastloadError naming it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **{c: getattr(index, c) for c in INDEX_COLUMNS},
-             class_wnids=np.asarray(index.class_wnids, dtype=str), root=np.asarray(str(index.root)))
-    os.replace(tmp, path)
+    if not path.is_file():
+        raise FastloadError(f"{what} {path} does not exist (it is written by `fastload compile`)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise FastloadError(f"{path} is not a readable {what} (.npz written by `fastload compile`): "
+                            f"{type(e).__name__}: {e}") from None
+
+
+def _read_arrays(path, keys, what: str) -> dict:
+    with _open_npz(path, what) as z:
+        missing = [k for k in keys if k not in z.files]
+        if missing:
+            raise FastloadError(f"{path} is not a fastload {what}: missing {', '.join(missing)}")
+        try:
+            arrays = {k: z[k] for k in z.files if k in keys or k == "fingerprint"}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise FastloadError(f"{path}: truncated or corrupt {what}: {type(e).__name__}: {e}") from None
+    return arrays
 
 
 def load_index(path) -> Index:
-    """Read an index written by `save_index` (OUT/train_index.npz, OUT/val_index.npz)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"index file {path} does not exist (it is written by `fastload compile`)")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in INDEX_COLUMNS + ("class_wnids", "root") if k not in z.files]
-        if missing:
-            raise FastloadError(f"{path} is not a fastload index: missing {', '.join(missing)}")
-        return Index(z["path"], z["class_id"].astype(np.int32), z["width"].astype(np.int32),
-                     z["height"].astype(np.int32), z["nbytes"].astype(np.int64), z["class_wnids"], str(z["root"]))
+    """Read an index written by `save_index` (OUT/train_index.npz, OUT/val_index.npz): the one index reader."""
+    z = _read_arrays(path, INDEX_COLUMNS + ("class_wnids", "root"), "index")
+    index = Index(z["path"], z["class_id"].astype(np.int32), z["width"].astype(np.int32),
+                  z["height"].astype(np.int32), z["nbytes"].astype(np.int64), z["class_wnids"], str(z["root"]))
+    lengths = {len(getattr(index, c)) for c in INDEX_COLUMNS}
+    if len(lengths) != 1:
+        raise FastloadError(f"{path}: index columns have different lengths {sorted(lengths)}: a corrupt index")
+    return index
+
+
+def load_index_classes(path):
+    """(class_id int32 per row, class_wnids) of an index .npz, without its other columns (for manifests)."""
+    z = _read_arrays(path, ("class_id", "class_wnids"), "index")
+    return z["class_id"].astype(np.int32, copy=False), z["class_wnids"].astype(str)
+
+
+def load_fingerprint(path) -> str:
+    """The fingerprint stored in an index file (computed from its columns for a file written without one)."""
+    with _open_npz(path, "index") as z:
+        if "fingerprint" in z.files:
+            return str(z["fingerprint"])
+        return _fingerprint({k: z[k] for k in z.files})
 
 
 def build_index(root, paths, class_ids, widths, heights, nbytes, class_wnids) -> Index:
@@ -114,7 +180,7 @@ def list_classes(split_dir: Path) -> list:
     """Sorted class folder names of ROOT/<split>/; an error names the folder when there are none."""
     if not split_dir.is_dir():
         raise FastloadError(f"{split_dir} does not exist: expected class folders such as {split_dir}/n01440764/")
-    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and is_utf8(e.name))
     if not classes:
         raise FastloadError(f"{split_dir} has no class folders (expected {split_dir}/<class>/*.JPEG)")
     return classes
@@ -139,41 +205,99 @@ def require_wnids(class_wnids, where) -> None:
                             "label sets cannot be built for this dataset; only the 'full' per-folder labels apply")
 
 
+def scan_folder(folder: Path, root: Path, inside: str):
+    """(image file names, report rows) of one folder. Every entry is either an image file name returned or a
+    (relative path, reason) row: other files, sub-folders, broken links, names that are not UTF-8. `inside` says
+    where the folder sits, for the reasons."""
+    names, report = [], []
+    rel = os.path.relpath(folder, root)
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        reason = entry_problem(entry, inside)
+        if reason:
+            report.append((f"{rel}/{entry.name}", reason))
+        else:
+            names.append(entry.name)
+    return names, report
+
+
+def entry_problem(entry, inside: str) -> str:
+    """Why one directory entry is not an image of the index ('' when it is)."""
+    if not is_utf8(entry.name):
+        return "file name is not valid UTF-8 (rename it to include the file)"
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return "broken symbolic link"
+    if entry.is_dir():
+        return f"folder inside {inside} (not searched)"
+    if not entry.is_file():
+        return "not a regular file"
+    if entry.name in (KAGGLE_VAL_FILE, DEVKIT_VAL_FILE):
+        return "validation ground truth (labels, not an image)"
+    if not is_image_file(entry.name):
+        return f"not an image file name (suffix {os.path.splitext(entry.name)[1] or 'none'})"
+    return ""
+
+
+def is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir keeps undecodable bytes as lone surrogates
+        return False
+    return True
+
+
 def list_class_folders(split_dir: Path, classes: list, root: Path):
-    """(relative paths, class ids) of ROOT/<split>/<class>/<image>, sorted by class then file name."""
-    paths, class_ids = [], []
+    """(relative paths, class ids, report rows) of ROOT/<split>/<class>/<image>, sorted by class then name."""
+    paths, class_ids, report = [], [], []
     for class_id, name in enumerate(classes):
         folder = split_dir / name
         if not folder.is_dir():
             continue  # a class missing from val is allowed; an unknown val folder is caught by the caller
-        files = sorted(e.name for e in os.scandir(folder) if e.is_file() and is_image_file(e.name))
+        files, rows = scan_folder(folder, root, "a class folder")
+        report += rows
         if not files:
             raise FastloadError(f"class folder {folder} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         rel = os.path.relpath(folder, root)
         paths += [f"{rel}/{f}" for f in files]
         class_ids += [class_id] * len(files)
-    return paths, class_ids
+    return paths, class_ids, report
 
 
 def list_split(root, split: str, classes: list, devkit_class_order=None):
-    """(relative paths, class ids) of one split; validation may be flat with a ground-truth file."""
+    """(relative paths, class ids, report rows) of one split; validation may be flat with a ground-truth file.
+    Report rows (relative path, reason) name every entry under the split folder that is not in the index."""
     root = Path(root)
     image_root = find_image_root(root)
     split_dir = image_root / split
     if not split_dir.is_dir():
         raise FastloadError(f"split folder {split_dir} does not exist (choose the splits to compile with --splits)")
-    sub = [e.name for e in os.scandir(split_dir) if e.is_dir()]
-    flat = sorted(e.name for e in os.scandir(split_dir) if e.is_file() and is_image_file(e.name))
+    sub = [e.name for e in os.scandir(split_dir) if e.is_dir() and is_utf8(e.name)]
     if sub:
         unknown = sorted(set(sub) - set(classes))
         if unknown:
             raise FastloadError(f"unknown class folder {split_dir / unknown[0]} in {split}: it is not a train class "
                                 f"({len(unknown)} such folders)")
-        return list_class_folders(split_dir, classes, root)
+        paths, class_ids, report = list_class_folders(split_dir, classes, root)
+        return paths, class_ids, loose_entries(split_dir, root, classes) + report
+    flat, report = scan_folder(split_dir, root, f"{split}/")
     if not flat:
         raise FastloadError(f"{split_dir} has neither class folders nor image files")
     wnid_of_file = read_flat_labels(root, image_root, split_dir, devkit_class_order)
-    return label_flat_files(root, split_dir, flat, wnid_of_file, classes)
+    paths, class_ids = label_flat_files(root, split_dir, flat, wnid_of_file, classes)
+    return paths, class_ids, report
+
+
+def loose_entries(split_dir: Path, root: Path, classes: list) -> list:
+    """Report rows for the entries of a split folder with class folders that are not class folders."""
+    rel = os.path.relpath(split_dir, root)
+    report = []
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if entry.is_dir() and entry.name in classes:
+            continue
+        reason = entry_problem(entry, f"{split_dir.name}/")
+        if not reason:
+            reason = f"image beside the class folders of {split_dir.name}/ (it has no class)"
+        report.append((f"{rel}/{entry.name}", reason))
+    return report
 
 
 def label_flat_files(root: Path, split_dir: Path, files: list, wnid_of_file: dict, classes: list):
@@ -225,6 +349,8 @@ def read_devkit_ground_truth(path: Path, class_order_file) -> dict:
         raise FastloadError(f"{path} labels validation images by ILSVRC2012_ID, whose order comes from the devkit's "
                             "meta.mat: pass --devkit-class-order FILE (the 1000 wnids in ILSVRC2012_ID order, one per "
                             "line; see `fastload compile imagenet --help`)")
+    if not Path(class_order_file).is_file():
+        raise FastloadError(f"--devkit-class-order {class_order_file} does not exist")
     order = [w.strip() for w in Path(class_order_file).read_text().split() if w.strip()]
     bad = [w for w in order if not WNID_PATTERN.match(w)]
     if bad:

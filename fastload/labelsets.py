@@ -63,7 +63,11 @@ class LabelSet:
     def from_tsv(cls, path, name=None):
         path = Path(path)
         wnids, labels = [], []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise FastloadError(f"cannot read label-set file {path}: {e}") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split("\t")
@@ -203,7 +207,7 @@ def get_label_set(name: str) -> LabelSet:
     """A built-in label set by name, or a label set read from a `class<TAB>label` .tsv file path."""
     if name.endswith(".tsv") or "/" in name:
         if not Path(name).is_file():
-            raise UsageError(f"label-set file {name} does not exist")
+            raise FastloadError(f"label-set file {name} does not exist")
         return LabelSet.from_tsv(name)
     sets = builtin_label_sets()
     if name not in sets:

@@ -1,32 +1,46 @@
-"""Run the steps of a plan: `local` (one after another here) or `slurm` (one sbatch job per step).
+"""Run the steps of a plan: `local` (concurrently on this machine's GPUs and CPU slots) or `slurm` (one sbatch job
+per step).
 
-Both end in `execute_step`, which runs the step's command as a subprocess, logs its output to
-RESULTS/logs/<step>.log and appends its records to the results store. A Slurm job runs
-`python -m fastload.launchers run-step RESULTS STEP_ID`, so the same code writes the same store.
+Local is a plain scheduling loop (`run_local`): every step whose inputs are done starts as soon as the devices it
+needs are free (`DevicePool`), as a process of its own (`subprocess.Popen`) pinned to its GPUs through
+CUDA_VISIBLE_DEVICES, in its own process group and with a parent-death signal, so that Ctrl-C, SIGTERM or even a
+SIGKILL of the runner leaves no step running. A Slurm job runs `python -m fastload.launchers run-step RESULTS
+STEP_ID`. Both end in `start_step` / `finish_step`, which log a step's output to RESULTS/logs/<step>.log and append
+its records to the results store (one flock'ed line per record: concurrent steps never tear it).
 """
-import json
+import ctypes
 import os
 import shlex
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
-from .files import write_json
-from .plan import Step
+from .plan import STEPS_FILE, Step, read_steps
 from .resources import REPO_ROOT
 from .store import ResultsStore, base_record, read_metrics, utc_now
 
 LAUNCHERS = ("local", "slurm")
-STEPS_FILE = "plan.json"
+POLL_S = 0.2          # how often the local loop looks for finished steps
+HEARTBEAT_S = 300     # a line listing the running steps at least this often, for logs of long steps
+STOP_GRACE_S = 10     # after SIGTERM, how long a stopped step may take to exit before SIGKILL
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 # ---------------------------------------------------------------- one step
 
 def log_path(results_dir, step_id: str) -> Path:
     return Path(results_dir) / "logs" / (step_id.replace("/", "__") + ".log")
+
+
+def step_class(step_id: str) -> str:
+    """Steps that cost about the same: the first part of the id (compile, pretrain, pascal_det, ...)."""
+    return step_id.split("/", 1)[0]
 
 
 def launch_argv(step: Step) -> list:
@@ -50,21 +64,38 @@ def launch_argv(step: Step) -> list:
 
 
 def stop_on_sigterm():
-    """SIGTERM (kill, scancel) ends a run like Ctrl-C: the running step's process is killed with it instead of
-    going on orphaned, and the step, recorded as started but not done, runs again on the next call."""
-    import signal
-
+    """SIGTERM (kill, scancel) ends a run like Ctrl-C: the running steps are stopped with it instead of going on
+    orphaned, and each, recorded as started but not done, runs again on the next call."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def child_env() -> dict:
+def child_env(gpu_ids=None) -> dict:
     """The environment of a step: this checkout's fastload comes first on the path, so every step runs the code
-    whose version the store records, installed or not."""
+    whose version the store records, installed or not; `gpu_ids` (a list, [] for none) become CUDA_VISIBLE_DEVICES."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     return env
+
+
+def die_with_parent():
+    """A Popen preexec_fn: the step leads a process group of its own (the runner stops it and whatever it started
+    with one killpg; Ctrl-C in the terminal reaches only the runner), and on Linux the kernel sends it SIGTERM when
+    the runner dies, even by SIGKILL. SIGTERM rather than SIGKILL, so that torchrun and mmengine still stop their
+    own workers on the way out."""
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+    def preexec():
+        os.setpgid(0, 0)
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            if os.getppid() != parent:  # the runner died before the signal was armed
+                os._exit(1)
+    return preexec
 
 
 def set_aside_stale_outputs(step: Step, store: ResultsStore):
@@ -88,28 +119,57 @@ def set_aside_stale_outputs(step: Step, store: ResultsStore):
     store.append(base_record(step, "reset", previous_fingerprint=other[-1]))
 
 
-def execute_step(step: Step, store: ResultsStore, launcher: str = "local", job_id=None) -> dict:
-    """Run one step to completion and record it; raises FastloadError (after recording) when it fails."""
+@dataclass
+class Running:
+    """A started step: its process, open log and what the store's records of it share."""
+    step: Step
+    proc: object
+    log_file: object
+    started: str
+    t0: float
+    extra: dict
+    gpu_ids: list = None
+
+
+class NotStarted:
+    """Stands in for the process of a command that could not be started (exit status 127, like a shell)."""
+    pid = None
+
+    def poll(self):
+        return 127
+
+    def wait(self, timeout=None):
+        return 127
+
+
+def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "local", job_id=None) -> Running:
+    """Record the step as started and launch its command (without waiting); `gpu_ids` pins it to those GPUs."""
     log = log_path(store.dir, step.id)
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = launch_argv(step)
-    extra = {"launcher": launcher, "job_id": job_id, "argv": argv, "log": str(log)}
+    extra = {"launcher": launcher, "job_id": job_id, "argv": argv, "log": str(log), "gpu_ids": gpu_ids}
     set_aside_stale_outputs(step, store)
     if step.kind == "synth" and Path(step.out).exists():
         shutil.rmtree(step.out)  # generated data of a killed attempt: synth wants an empty folder
     started = utc_now()
     store.append(base_record(step, "started", started=started, **extra))
-    t0 = time.time()
-    with open(log, "ab") as f:
-        f.write(f"\n=== {started} {shlex.join(argv)}\n".encode())
-        f.flush()
-        try:
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env()).returncode
-        except FileNotFoundError as e:
-            rc, f_msg = 127, f"command not found: {e.filename}"
-            f.write((f_msg + "\n").encode())
-    wall = round(time.time() - t0, 3)
+    f = open(log, "ab")
+    f.write(f"\n=== {started} {shlex.join(argv)}\n".encode())
+    f.flush()
+    try:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=child_env(gpu_ids), preexec_fn=die_with_parent())
+    except FileNotFoundError as e:
+        f.write(f"command not found: {e.filename}\n".encode())
+        proc = NotStarted()
+    return Running(step, proc, f, started, time.time(), extra, gpu_ids)
+
+
+def finish_step(run: Running, rc: int, store: ResultsStore) -> dict:
+    """Record how a step ended; returns its 'done' record, raises FastloadError (after recording) when it failed."""
+    run.log_file.close()
+    step, wall = run.step, round(time.time() - run.t0, 3)
+    log = run.extra["log"]
     try:
         if rc != 0:
             raise FastloadError(f"step {step.id} failed with exit status {rc}; log {log}:\n{_tail(log)}")
@@ -118,11 +178,41 @@ def execute_step(step: Step, store: ResultsStore, launcher: str = "local", job_i
             raise FastloadError(f"step {step.id} exited 0 but did not write {', '.join(missing)}; log {log}")
         metrics = read_metrics(step.result)
     except FastloadError as e:
-        store.append(base_record(step, "failed", started=started, finished=utc_now(), wall_s=wall,
-                                 returncode=rc, error=str(e).splitlines()[0], **extra))
+        store.append(base_record(step, "failed", started=run.started, finished=utc_now(), wall_s=wall,
+                                 returncode=rc, error=str(e).splitlines()[0], **run.extra))
         raise
-    return store.append(base_record(step, "done", started=started, finished=utc_now(), wall_s=wall,
-                                    metrics=metrics, result_file=step.result, **extra))
+    return store.append(base_record(step, "done", started=run.started, finished=utc_now(), wall_s=wall,
+                                    metrics=metrics, result_file=step.result, **run.extra))
+
+
+def execute_step(step: Step, store: ResultsStore, launcher: str = "local", job_id=None, gpu_ids=None) -> dict:
+    """Run one step to completion and record it; raises FastloadError (after recording) when it fails."""
+    run = start_step(step, store, gpu_ids, launcher=launcher, job_id=job_id)
+    try:
+        rc = run.proc.wait()
+    except BaseException:
+        stop_steps([run])
+        raise
+    return finish_step(run, rc, store)
+
+
+def stop_steps(runs: list):
+    """SIGTERM to each step's process group, SIGKILL to what is left after STOP_GRACE_S; waits for all."""
+    live = [r for r in runs if r.proc.pid is not None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for r in live:
+            try:
+                os.killpg(r.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + STOP_GRACE_S
+        while any(r.proc.poll() is None for r in live) and time.time() < deadline:
+            time.sleep(0.05)
+        live = [r for r in live if r.proc.poll() is None]
+        if not live:
+            break
+    for r in runs:
+        r.log_file.close()
 
 
 def _tail(path, lines=15) -> str:
@@ -137,24 +227,306 @@ def summarize_metrics(metrics: dict, limit=3) -> str:
     return "  ".join(f"{k}={v:.4g}" for k, v in (preferred or items)[:limit])
 
 
+# ---------------------------------------------------------------- devices
+
+def visible_gpus() -> list:
+    """This machine's GPUs as CUDA_VISIBLE_DEVICES names them: its entries when it is set, else torch's count."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def parse_gpus(value, planning: bool = False) -> list:
+    """--gpus: None = every visible GPU; 'none' = no GPU; '0,2' (or '3,' for one id) = those ids, set as
+    CUDA_VISIBLE_DEVICES without checking CUDA (fake GPUs on a CPU machine work); N = the first N visible GPUs
+    (ids 0..N-1 where none is visible), as PyTorch Lightning reads `devices`. `planning` (a dry run): N GPUs
+    whatever this machine has."""
+    if value is None:
+        return visible_gpus()
+    text = str(value).strip()
+    if text.lower() in ("none", ""):
+        return []
+    if "," in text:
+        ids = [g.strip() for g in text.split(",") if g.strip()]
+        if len(set(ids)) != len(ids):
+            raise UsageError(f"--gpus {value}: a GPU is listed twice")
+        return ids
+    if not text.isdigit():
+        raise UsageError(f"--gpus {value}: give GPU ids (0,1,2,3), a count (8) or 'none'")
+    if planning:
+        return [str(i) for i in range(int(text))]
+    count, visible = int(text), visible_gpus()
+    if count <= len(visible):
+        return visible[:count]
+    if visible:
+        raise UsageError(f"--gpus {count}: only {len(visible)} GPU(s) are visible ({','.join(visible)})")
+    return [str(i) for i in range(count)]
+
+
+class DevicePool:
+    """Which GPUs and CPU slots are free. A step with gpus 0 takes one of `jobs` CPU slots (every step does when
+    there is no GPU); with gpus 1 one of the `jobs_per_gpu` slots of the least busy GPU; with gpus k > 1 k whole
+    GPUs (a job that asks for several GPUs is a large one: it shares them with nothing)."""
+
+    def __init__(self, gpus=(), jobs_per_gpu: int = 1, jobs: int = 1):
+        if jobs_per_gpu < 1 or jobs < 1:
+            raise UsageError(f"--jobs-per-gpu and --jobs must be >= 1, got {jobs_per_gpu} and {jobs}")
+        self.gpus, self.jobs_per_gpu, self.jobs = [str(g) for g in gpus], jobs_per_gpu, jobs
+        self.gpu_use = {g: 0 for g in self.gpus}
+        self.cpu_use = 0
+
+    def empty_copy(self) -> "DevicePool":
+        return DevicePool(self.gpus, self.jobs_per_gpu, self.jobs)
+
+    def need(self, step) -> int:
+        return step.gpus if self.gpus else 0
+
+    def check(self, steps):
+        for step in steps:
+            if self.need(step) > len(self.gpus):
+                raise UsageError(f"step {step.id} needs {step.gpus} GPUs; --gpus gives {len(self.gpus)} "
+                                 f"({','.join(self.gpus)})")
+
+    def take(self, step):
+        """The GPU ids given to `step` ([] for a CPU slot), or None while what it needs is busy."""
+        need = self.need(step)
+        if need == 0:
+            if self.cpu_use >= self.jobs:
+                return None
+            self.cpu_use += 1
+            return []
+        if need == 1:
+            gpu = min(self.gpus, key=lambda g: self.gpu_use[g])  # least busy; the lowest id among equals
+            if self.gpu_use[gpu] >= self.jobs_per_gpu:
+                return None
+            self.gpu_use[gpu] += 1
+            return [gpu]
+        free = [g for g in self.gpus if self.gpu_use[g] == 0][:need]
+        if len(free) < need:
+            return None
+        for g in free:
+            self.gpu_use[g] = self.jobs_per_gpu
+        return free
+
+    def give_back(self, taken: list):
+        if not taken:
+            self.cpu_use -= 1
+        elif len(taken) == 1:
+            self.gpu_use[taken[0]] -= 1
+        else:
+            for g in taken:
+                self.gpu_use[g] = 0
+
+
+# ---------------------------------------------------------------- scheduling (shared by the run and its estimates)
+
+def priorities(steps: list, seconds: dict = None) -> dict:
+    """step id -> the longest chain of work from it to the end of the plan (each step its seconds, or 1): steps
+    that unlock the most work (pre-training before the evaluations that wait for it) start first."""
+    seconds = seconds or {}
+    dependents = {}
+    for s in steps:
+        for d in s.deps:
+            dependents.setdefault(d, []).append(s.id)
+    out = {}
+
+    def chain(sid):
+        if sid not in out:
+            out[sid] = (seconds.get(sid) or 1.0) + max((chain(c) for c in dependents.get(sid, ())), default=0.0)
+        return out[sid]
+    for s in steps:
+        chain(s.id)
+    return out
+
+
+def pick(ready: list, pool: DevicePool, priority: dict) -> list:
+    """[(step, gpu ids)] to start now, highest priority first. A multi-GPU step that has to wait keeps lower ones
+    off the GPUs, so a stream of one-GPU steps can never starve it."""
+    chosen, gpus_reserved = [], False
+    for step in sorted(ready, key=lambda s: -priority[s.id]):
+        if gpus_reserved and pool.need(step) > 0:
+            continue
+        taken = pool.take(step)
+        if taken is not None:
+            chosen.append((step, taken))
+        elif pool.need(step) > 1:
+            gpus_reserved = True
+    return chosen
+
+
+def simulate(steps: list, seconds: dict, pool: DevicePool, running=(), priority=None) -> float:
+    """Seconds until `steps` are done when each takes seconds[id], scheduled by the same rules as `run_local`;
+    `running`: (step, seconds left) pairs already holding devices. Deps outside `steps` count as done."""
+    pool = pool.empty_copy()
+    priority = priority or priorities(steps, seconds)
+    ids, finished, now = {s.id for s in steps} | {s.id for s, _ in running}, set(), 0.0
+    active = [(left, step, pool.take(step)) for step, left in running]
+    todo = list(steps)
+    while todo or active:
+        ready = [s for s in todo if all(d in finished or d not in ids for d in s.deps)]
+        for step, taken in pick(ready, pool, priority):
+            todo.remove(step)
+            active.append((now + seconds[step.id], step, taken))
+        if not active:
+            raise FastloadError(f"steps {', '.join(s.id for s in todo[:5])} can never start (a dependency cycle?)")
+        active.sort(key=lambda a: a[0])
+        now, step, taken = active.pop(0)
+        pool.give_back(taken)
+        finished.add(step.id)
+    return now
+
+
+def measured_seconds(store: ResultsStore) -> dict:
+    """step class -> the median wall time of its completed steps in the store (what this machine took)."""
+    walls = {}
+    for r in store.records():
+        if r["status"] == "done" and r.get("wall_s") is not None:
+            walls.setdefault(step_class(r["step"]), []).append(float(r["wall_s"]))
+    return {k: statistics.median(v) for k, v in walls.items()}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 # ---------------------------------------------------------------- local
 
-def run_local(steps: list, store: ResultsStore, log=print) -> dict:
-    """Each step in order; completed ones are skipped. Returns {'ran': n, 'skipped': n}."""
-    done = store.done()
-    counts = {"ran": 0, "skipped": 0}
-    width = max(len(s.id) for s in steps)
-    for i, step in enumerate(steps, 1):
-        head = f"[{i:>{len(str(len(steps)))}}/{len(steps)}] {step.id:<{width}}"
-        if store.is_done(step, done):
-            counts["skipped"] += 1
-            log(f"{head}  skip (done {done[step.id].get('finished', '')})")
-            continue
-        log(f"{head}  running ...")
-        rec = execute_step(step, store, launcher="local")
-        counts["ran"] += 1
-        log(f"{head}  done in {rec['wall_s']:.1f}s  {summarize_metrics(rec.get('metrics'))}")
-    return counts
+class Progress:
+    """Plain lines that stay readable in a log: one when a step is skipped, starts, ends or fails, and every
+    HEARTBEAT_S one with the running steps; the ETA simulates what is left with the wall times this machine took
+    for steps of the same class (this run's and the store's), and says how many steps have none yet."""
+
+    def __init__(self, steps: list, pool: DevicePool, timed: dict, log=print):
+        self.total, self.pool, self.log = len(steps), pool, log
+        self.store_seconds, self.run_seconds = dict(timed), {}   # class -> median wall; class -> [walls]
+        self.width = max(len(s.id) for s in steps)
+        self.count = 0
+        self.last_line = time.time()
+
+    def line(self, step_id: str, text: str, count=True):
+        if count:
+            self.count += 1
+        n = len(str(self.total))
+        self.log(f"[{self.count:>{n}}/{self.total}] {step_id:<{self.width}}  {text}")
+        self.last_line = time.time()
+
+    def learn(self, step_id: str, wall: float):
+        self.run_seconds.setdefault(step_class(step_id), []).append(wall)
+
+    def seconds(self, step_id: str):
+        """What a step of this class took: in this run, else in the store; None when never timed."""
+        own = self.run_seconds.get(step_class(step_id))
+        return statistics.median(own) if own else self.store_seconds.get(step_class(step_id))
+
+    def eta(self, todo: list, running: dict) -> str:
+        guess = {s.id: self.seconds(s.id) for s in todo}
+        untimed = sum(v is None for v in guess.values())
+        guess = {k: v or 0.0 for k, v in guess.items()}
+        now = time.time()
+        busy = [(r.step, max((self.seconds(r.step.id) or 0.0) - (now - r.t0), 0.0)) for r in running.values()]
+        eta = simulate(todo, guess, self.pool, running=busy)
+        if untimed:  # what is left of the timed work; the untimed steps come on top
+            return f"ETA > {format_duration(eta)} ({untimed} step(s) not timed yet)"
+        return f"ETA {format_duration(eta)}"
+
+    def status(self, todo: list, running: dict) -> str:
+        return f"{len(running)} running, {len(todo)} waiting, {self.eta(todo, running)}"
+
+    def heartbeat(self, todo: list, running: dict):
+        if running and time.time() - self.last_line >= HEARTBEAT_S:
+            now = time.time()
+            names = ", ".join(f"{r.step.id} ({format_duration(now - r.t0)})" for r in running.values())
+            self.log(f"... running: {names}; {len(todo)} waiting, {self.eta(todo, running)}")
+            self.last_line = now
+
+
+def run_local(steps: list, store: ResultsStore, gpus=(), jobs: int = 1, jobs_per_gpu: int = 1, log=print) -> dict:
+    """Run every step not yet done, each as soon as its inputs are done and its devices are free (DevicePool).
+    A failed step stops only the steps that need it; the others go on, and the run then raises FastloadError.
+    Returns {'ran': n, 'skipped': n}."""
+    pool = DevicePool(gpus, jobs_per_gpu, jobs)
+    pool.check(steps)
+    progress = Progress(steps, pool, measured_seconds(store), log)
+    run = LocalRun(steps, store, pool, progress)
+    try:
+        while run.todo or run.running:
+            run.start_ready()
+            if not run.running:
+                break
+            time.sleep(POLL_S)
+            run.collect_finished()
+            progress.heartbeat(run.todo, run.running)
+    except BaseException:  # Ctrl-C, SIGTERM (see stop_on_sigterm) or a bug: no step outlives the runner
+        stop_steps(list(run.running.values()))
+        raise
+    run.raise_failures()
+    return run.counts
+
+
+class LocalRun:
+    """The state of the local loop: steps waiting, running, done (`ok`), failed or needing a failed one (`lost`)."""
+
+    def __init__(self, steps, store, pool, progress):
+        self.store, self.pool, self.progress = store, pool, progress
+        done = store.done()
+        self.selected = {s.id for s in steps}
+        self.todo = [s for s in steps if not store.is_done(s, done)]
+        for step in steps:
+            if step not in self.todo:
+                progress.line(step.id, f"skip (done {done[step.id].get('finished', '')})")
+        self.ok = self.selected - {s.id for s in self.todo}
+        self.lost, self.failures, self.running = set(), [], {}
+        self.priority = priorities(self.todo)
+        self.counts = {"ran": 0, "skipped": len(steps) - len(self.todo)}
+
+    def start_ready(self):
+        for step in list(self.todo):  # what needs a failed step cannot run
+            if any(d in self.lost for d in step.deps):
+                self.todo.remove(step)
+                self.lost.add(step.id)
+        ready = [s for s in self.todo if all(d in self.ok for d in s.deps if d in self.selected)]
+        for step, taken in pick(ready, self.pool, self.priority):
+            self.todo.remove(step)
+            self.running[step.id] = start_step(step, self.store, taken if self.pool.gpus else None)
+            self.progress.line(step.id, "started" + (f" on GPU {','.join(taken)}" if taken else ""), count=False)
+
+    def collect_finished(self):
+        for sid, run in list(self.running.items()):
+            rc = run.proc.poll()
+            if rc is None:
+                continue
+            del self.running[sid]
+            self.pool.give_back(run.gpu_ids or [])
+            try:
+                rec = finish_step(run, rc, self.store)
+            except FastloadError as e:
+                self.failures.append((sid, str(e)))
+                self.lost.add(sid)
+                self.progress.line(sid, f"FAILED after {format_duration(time.time() - run.t0)} (exit status {rc}); "
+                                        f"log {run.extra['log']}")
+                continue
+            self.ok.add(sid)
+            self.counts["ran"] += 1
+            self.progress.learn(sid, rec["wall_s"])
+            self.progress.line(sid, f"done in {rec['wall_s']:.1f}s  {summarize_metrics(rec.get('metrics'))}  "
+                                    f"| {self.progress.status(self.todo, self.running)}")
+
+    def raise_failures(self):
+        if not self.failures:
+            return
+        unrun = len(self.lost) - len(self.failures)
+        raise FastloadError(f"{self.failures[0][1]}\n{len(self.failures)} step(s) failed: "
+                            f"{', '.join(sid for sid, _ in self.failures)}"
+                            + (f"; {unrun} step(s) that need them did not run" if unrun else ""))
 
 
 # ---------------------------------------------------------------- slurm
@@ -241,18 +613,6 @@ def wait_for_jobs(jobs: set, poll_s: float, log=print):
 
 
 # ---------------------------------------------------------------- the worker a Slurm job runs
-
-def write_steps(results_dir, steps: list, meta: dict):
-    """RESULTS/plan.json: the expanded steps (what jobs run) and the plan (what the report reads)."""
-    write_json(Path(results_dir) / STEPS_FILE, {**meta, "steps": [s.to_dict() for s in steps]}, indent=1, default=str)
-
-
-def read_steps(results_dir) -> list:
-    path = Path(results_dir) / STEPS_FILE
-    if not path.is_file():
-        raise FastloadError(f"{path} is missing: run `fastload reproduce` with --out {results_dir} first")
-    return [Step(**s) for s in json.loads(path.read_text())["steps"]]
-
 
 def run_step_main(argv=None) -> int:
     """`python -m fastload.launchers run-step RESULTS STEP_ID` (what each Slurm job runs)."""

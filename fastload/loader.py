@@ -1,28 +1,41 @@
 """FFCV loaders over a compiled beton: one manifest's rows, relabelled at load time by a Numba operation.
 
 Pipelines (written out per field in `image_pipeline` / `label_pipeline`):
-- image, train: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) decoded straight from the stored bytes -> random
-  horizontal flip -> normalise with the ImageNet mean/std into NCHW float32 (NormalizeToCHW, Numba) -> tensor.
+- image, train: random-resized crop (scale 0.08-1, ratio 3/4-4/3) decoded straight from the stored bytes, mirrored
+  with probability 1/2 (SeededCropDecoder) -> normalise with the ImageNet mean/std into NCHW float32
+  (NormalizeToCHW, Numba) -> tensor.
 - image, eval: center crop of 224/256 of the short side, resized to `resolution` -> NormalizeToCHW -> tensor.
-- image, crop='caffe' (the paper's BVLC AlexNet data layer): the whole image resized to 256x256 ignoring its aspect
-  ratio (WarpResizeRGBImageDecoder, as Caffe's ImageNet LMDB stores it), then a `resolution` (227) window
-  (CropWindow, Numba): random position + random mirror for training, the centre for evaluation. At other
-  resolutions the resize side scales with them (round(resolution * 256 / 227)), keeping Caffe's crop fraction.
+- image, crop='caffe' (the paper's BVLC AlexNet data layer, SeededCropDecoder): the whole image resized to 256x256
+  ignoring its aspect ratio (as Caffe's ImageNet LMDB stores it), then a `resolution` (227) window: random position
+  + random mirror for training, the centre for evaluation. At other resolutions the resize side scales with them
+  (round(resolution * 256 / 227)), keeping Caffe's crop fraction.
+- augment 'device' (`raw_loader` + `device_random_resized_crop`): the CPU only copies raw fixed-size bytes; the
+  random-resized crop, flip and normalisation run on the device.
+Random draws are reproducible: each image's crop is seeded by (seed, its batch's rows, its place in the batch), and
+the batch order by (seed, epoch), so a resumed run sees the images and crops an uninterrupted run saw.
 - label: fine class id -> LookupLabel(label_lookup) (Numba) -> int64 tensor of label ids.
 On CUDA the order is ffcv-imagenet's: ToTensor -> ToDevice -> ToTorchImage(channels_last) -> normalise on the
 device (a small torch module, bf16). ffcv's own NormalizeImage is not used: on the GPU it needs cupy, and on the CPU,
 placed after ToTorchImage, it hangs the Loader's constructor (ffcv 1.0.2).
 """
+import math
 from dataclasses import replace
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
-from ffcv.fields.rgb_image import ResizedCropRGBImageDecoder
+import torch.nn.functional as F
+from ffcv.fields.basics import IntDecoder
+from ffcv.fields.rgb_image import (IMAGE_MODES, CenterCropRGBImageDecoder, ResizedCropRGBImageDecoder,
+                                   SimpleRGBImageDecoder, get_random_crop)
+from ffcv.libffcv import imdecode, resize_crop
+from ffcv.loader import Loader, OrderOption
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
+from ffcv.reader import Reader
+from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
 from .errors import FastloadError, UsageError
 
@@ -111,83 +124,122 @@ class NormalizeToCHW(Operation):
                 AllocationQuery(shape, np.dtype(np.float32)))
 
 
-def whole_image(height, width, scale, ratio):
-    """Crop generator of WarpResizeRGBImageDecoder: the whole stored image (scale and ratio unused)."""
-    return 0, 0, height, width
+def batch_key(seed, rows) -> int:
+    """A 32-bit key of the loader's seed and this batch's rows in order (FNV-1a). The data order is fixed by
+    (seed, epoch), so a batch replayed after a resume gets the key, and the crops, it had; other batches and other
+    epochs get other keys. Every value stays below 2**57: no int64 overflow, with JIT on or off."""
+    h = (np.int64(seed) * np.int64(1000003) + np.int64(2166136261)) & np.int64(0xFFFFFFFF)
+    for r in rows:
+        h = ((h ^ (np.int64(r) & np.int64(0xFFFFFFFF))) * np.int64(16777619)) & np.int64(0xFFFFFFFF)
+    return h
 
 
-class WarpResizeRGBImageDecoder(ResizedCropRGBImageDecoder):
-    """Decode an RGBImageField and resize the whole image to `output_size` (height, width), ignoring its aspect
-    ratio, as Caffe's `convert_imageset --resize_height 256 --resize_width 256` made the ImageNet LMDB. Resampling is
-    FFCV's (OpenCV area interpolation for downscaling).
+def sample_seed(key, position) -> int:
+    """The numpy seed of the `position`-th image of a batch with `key` (each image seeds its own draws, so the
+    result does not depend on which thread decodes it)."""
+    return (key + np.int64(position + 1) * np.int64(2654435761)) & np.int64(0xFFFFFFFF)
+
+
+def copy_window(src, dst, top, left, flip) -> None:
+    """dst (s x s x 3) = the s x s window of src at (top, left), mirrored left-right when `flip`."""
+    size = dst.shape[0]
+    for y in range(size):
+        for x in range(size):
+            sx = left + size - 1 - x if flip else left + x
+            for c in range(3):
+                dst[y, x, c] = src[top + y, sx, c]
+
+
+def mirror_in_place(image) -> None:
+    """Mirror an H x W x 3 image left-right in place."""
+    width = image.shape[1]
+    for y in range(image.shape[0]):
+        for x in range(width // 2):
+            for c in range(3):
+                image[y, x, c], image[y, width - 1 - x, c] = image[y, width - 1 - x, c], image[y, x, c]
+
+
+class SeededCropDecoder(ResizedCropRGBImageDecoder):
+    """Decode an RGBImageField and cut a random crop, with draws seeded per image by (seed, batch rows, position)
+    (see `batch_key`): a resumed run sees the crops an uninterrupted one saw. FFCV's own random decoders draw from
+    Numba's per-thread generators, which nothing seeds.
+
+    crop='rrc': torchvision's random-resized crop (FFCV's `get_random_crop`, scale and ratio ranges) resized to
+    `output_size`, then mirrored with probability 1/2. crop='caffe': Caffe's data layer: the whole image resized to
+    `side` x `side` ignoring its aspect ratio (as Caffe's ImageNet LMDB stores it), then a `size` window at a
+    uniformly random position, mirrored with probability 1/2 (`random=True`), or the centre window unmirrored
+    (offset (side - size) // 2, Caffe's test phase; `random=False`).
 
     Parameters
     ----------
-    output_size : tuple of 2 ints
-        (height, width) of every decoded image.
+    crop : 'rrc' or 'caffe'
+    size : int
+        side of the output crop in pixels.
+    seed : int
+        the loader's seed.
+    side : int
+        crop='caffe': side of the square resize (caffe_resize_side(size)).
+    random : bool
+        crop='caffe': random window + mirror (training) or the centre one (evaluation).
     """
 
-    def __init__(self, output_size):
-        super().__init__(tuple(output_size))
-        self.scale, self.ratio = None, None  # read by ResizedCropRGBImageDecoder.generate_code
+    def __init__(self, crop: str, size: int, seed: int, side: int = 0, random: bool = True,
+                 scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        super().__init__((int(size), int(size)))
+        if crop == "caffe" and int(side) < int(size):
+            raise ValueError(f"SeededCropDecoder: a {size}-pixel window does not fit in a {side}-pixel resize")
+        self.crop, self.size, self.seed, self.side, self.random = crop, int(size), int(seed), int(side), bool(random)
+        self.scale, self.ratio = np.array(scale), np.array(ratio)
 
     @property
     def get_crop_generator(self):
-        return whole_image
-
-
-class CropWindow(Operation):
-    """Cut a `size` x `size` window out of equally sized uint8 HxWx3 images, as Caffe's data layer does: at a
-    uniformly random position (`random=True`) or at the centre (offset (H - size) // 2, Caffe's test phase), and
-    mirrored left-right with probability 1/2 when `mirror=True`.
-
-    Parameters
-    ----------
-    size : int
-        side of the window in pixels (Caffe: 227).
-    random : bool
-        random position (training) or the centre (evaluation).
-    mirror : bool
-        mirror each window with probability 1/2.
-    """
-
-    def __init__(self, size: int, random: bool, mirror: bool):
-        super().__init__()
-        self.size, self.random, self.mirror = int(size), bool(random), bool(mirror)
-
-    def generate_code(self) -> Callable:
-        size, random, mirror = self.size, self.random, self.mirror
-        my_range = Compiler.get_iterator()
-
-        def crop(images, dst):
-            n, height, width = images.shape[0], images.shape[1], images.shape[2]
-            draws = np.random.rand(n, 3)  # drawn before the parallel loop: one stream for the batch
-            for i in my_range(n):
-                top, left = (height - size) // 2, (width - size) // 2
-                if random:
-                    top = min(int(draws[i, 0] * (height - size + 1)), height - size)
-                    left = min(int(draws[i, 1] * (width - size + 1)), width - size)
-                flip = mirror and draws[i, 2] < 0.5
-                for y in range(size):
-                    for x in range(size):
-                        sx = left + size - 1 - x if flip else left + x
-                        for c in range(3):
-                            dst[i, y, x, c] = images[i, top + y, sx, c]
-            return dst[:n]
-
-        crop.is_parallel = True
-        return crop
+        return get_random_crop
 
     def declare_state_and_memory(self, previous_state: State) -> Tuple[State, Optional[AllocationQuery]]:
-        if len(previous_state.shape) != 3 or previous_state.shape[2] != 3 or previous_state.dtype != np.uint8:
-            raise ValueError(f"CropWindow needs uint8 HxWx3 images, got {previous_state.shape} "
-                             f"{previous_state.dtype}")
-        height, width, _ = previous_state.shape
-        if self.size < 1 or self.size > min(height, width):
-            raise ValueError(f"CropWindow: a {self.size}-pixel window does not fit in {height}x{width} images")
-        shape = (self.size, self.size, 3)
-        return (replace(previous_state, jit_mode=True, shape=shape, dtype=np.dtype(np.uint8)),
-                AllocationQuery(shape, np.dtype(np.uint8)))
+        state, (output, temp) = super().declare_state_and_memory(previous_state)
+        side = max(self.side, 1)  # the Caffe resize; a 1x1 placeholder for rrc
+        return state, (output, temp, AllocationQuery((side, side, 3), np.dtype(np.uint8)))
+
+    def generate_code(self) -> Callable:
+        jpg, mem_read, my_range = IMAGE_MODES["jpg"], self.memory_read, Compiler.get_iterator()
+        imdecode_c, resize_crop_c = Compiler.compile(imdecode), Compiler.compile(resize_crop)
+        get_crop_c = Compiler.compile(get_random_crop)
+        key_c, seed_c = Compiler.compile(batch_key), Compiler.compile(sample_seed)
+        window_c, mirror_c = Compiler.compile(copy_window), Compiler.compile(mirror_in_place)
+        seed, caffe, random, size, side = self.seed, self.crop == "caffe", self.random, self.size, self.side
+        scale, ratio = self.scale, self.ratio
+
+        def decode(batch_indices, my_storage, metadata, storage_state):
+            destination, temp_storage, warped = my_storage
+            key = key_c(seed, batch_indices)
+            for dst_ix in my_range(len(batch_indices)):
+                field = metadata[batch_indices[dst_ix]]
+                height, width = np.uint32(field["height"]), np.uint32(field["width"])
+                data = mem_read(field["data_ptr"], storage_state)
+                if field["mode"] == jpg:
+                    buffer = temp_storage[dst_ix]
+                    imdecode_c(data, buffer, height, width, height, width, 0, 0, 1, 1, False, False)
+                    image = buffer.reshape(-1)[:3 * height * width].reshape(height, width, 3)
+                else:
+                    image = data.reshape(height, width, 3)
+                np.random.seed(seed_c(key, dst_ix))
+                if caffe:
+                    resize_crop_c(image, 0, height, 0, width, warped[dst_ix])
+                    top, left, flip = (side - size) // 2, (side - size) // 2, False
+                    if random:
+                        top = min(int(np.random.uniform(0, side - size + 1)), side - size)
+                        left = min(int(np.random.uniform(0, side - size + 1)), side - size)
+                        flip = np.random.uniform(0, 1) < 0.5
+                    window_c(warped[dst_ix], destination[dst_ix], top, left, flip)
+                else:
+                    i, j, h, w = get_crop_c(height, width, scale, ratio)
+                    resize_crop_c(image, i, i + h, j, j + w, destination[dst_ix])
+                    if np.random.uniform(0, 1) < 0.5:
+                        mirror_c(destination[dst_ix])
+            return destination[:len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode
 
 
 class Normalize(torch.nn.Module):
@@ -209,22 +261,17 @@ def caffe_resize_side(resolution: int) -> int:
     return int(round(resolution * CAFFE_RESIZE / CAFFE_CROP))
 
 
-def crop_ops(resolution: int, train: bool, crop: str) -> list:
+def crop_ops(resolution: int, train: bool, crop: str, seed: int = 0) -> list:
     """Decoder and crop operations: uint8 `resolution` x `resolution` x 3 images."""
-    from ffcv.fields.rgb_image import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip
-    size = (resolution, resolution)
     if crop == "caffe":
-        side = caffe_resize_side(resolution)
-        return [WarpResizeRGBImageDecoder((side, side)), CropWindow(resolution, random=train, mirror=train)]
+        return [SeededCropDecoder("caffe", resolution, seed, side=caffe_resize_side(resolution), random=train)]
     if train:
-        return [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip()]
-    return [CenterCropRGBImageDecoder(size, ratio=EVAL_CROP_RATIO)]
+        return [SeededCropDecoder("rrc", resolution, seed)]
+    return [CenterCropRGBImageDecoder((resolution, resolution), ratio=EVAL_CROP_RATIO)]
 
 
-def image_pipeline(resolution: int, train: bool, device: torch.device, crop: str = "rrc") -> list:
-    from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
-    ops = crop_ops(resolution, train, crop)
+def image_pipeline(resolution: int, train: bool, device: torch.device, crop: str = "rrc", seed: int = 0) -> list:
+    ops = crop_ops(resolution, train, crop, seed)
     if device.type == "cuda":
         return ops + [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage(channels_last=True),
                       Normalize(torch.bfloat16)]
@@ -233,15 +280,12 @@ def image_pipeline(resolution: int, train: bool, device: torch.device, crop: str
 
 
 def label_pipeline(label_lookup, device: torch.device) -> list:
-    from ffcv.fields.basics import IntDecoder
-    from ffcv.transforms import ToDevice, ToTensor
     ops = [IntDecoder(), LookupLabel(label_lookup), ToTensor()]
     return ops + [ToDevice(device, non_blocking=True)] if device.type == "cuda" else ops
 
 
 def check_rows(beton_path, indices, label_lookup) -> np.ndarray:
     """The requested rows as uint64, after checking they exist and none maps to an excluded (-1) label."""
-    from ffcv.reader import Reader
     reader = Reader(str(beton_path))
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
@@ -261,7 +305,6 @@ def check_rows(beton_path, indices, label_lookup) -> np.ndarray:
 
 
 def traversal_order(order: Optional[str], train: bool, distributed: bool):
-    from ffcv.loader import OrderOption
     order = order or ("random" if train else "sequential")
     if order not in ORDERS:
         raise UsageError(f"order {order!r}: choose one of {', '.join(ORDERS)}")
@@ -283,7 +326,6 @@ def make_loader(beton_path, indices, label_lookup, batch_size: int, resolution: 
     with `resolution` (see caffe_resize_side). distributed=True splits the rows
     over torch.distributed ranks as torch's DistributedSampler does (padding with repeats to equal shares).
     """
-    from ffcv.loader import Loader
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"device {device}: choose cpu or cuda[:N]")
@@ -298,5 +340,52 @@ def make_loader(beton_path, indices, label_lookup, batch_size: int, resolution: 
     return Loader(str(beton_path), batch_size=batch_size, num_workers=num_workers,
                   order=traversal_order(order, train, distributed), distributed=distributed, seed=seed,
                   indices=rows, drop_last=train if drop_last is None else drop_last,
-                  pipelines={"image": image_pipeline(resolution, train, device, crop),
+                  pipelines={"image": image_pipeline(resolution, train, device, crop, seed),
                              "label": label_pipeline(label_lookup, device)})
+
+
+# ---------------------------------------------------------------- device-side augmentation (augment: device)
+
+def raw_loader(beton_path, indices, label_lookup, batch_size: int, device="cpu", num_workers: int = 2,
+               distributed: bool = False, seed: int = 0):
+    """An ffcv Loader that only copies fixed-size raw images (uint8 NHWC) and labels (label_lookup[class id]) to
+    `device`; random order (seed + epoch), last partial batch dropped. `device_random_resized_crop` does the rest.
+    The beton's images must all have one size (`fastload compile imagenet ROOT OUT --square S`)."""
+    device = torch.device(device)
+    label_lookup = np.asarray(label_lookup, dtype=np.int64)
+    rows = check_rows(beton_path, indices, label_lookup)
+    reader = Reader(str(beton_path))
+    meta = reader.metadata[f"f{reader.field_names.index('image')}"]
+    sizes = set(zip(meta["width"][rows.astype(np.int64)].tolist(), meta["height"][rows.astype(np.int64)].tolist()))
+    if len(sizes) != 1:
+        raise FastloadError(f"augment 'device' needs a beton whose images all have one size; {beton_path} has "
+                            f"{len(sizes)} sizes: compile it with `fastload compile imagenet ROOT OUT --square S`, "
+                            "or use augment 'cpu'")
+    to_device = [ToDevice(device, non_blocking=True)] if device.type == "cuda" else []
+    return Loader(str(beton_path), batch_size=batch_size, num_workers=num_workers, order=OrderOption.RANDOM,
+                  indices=rows, drop_last=True, distributed=distributed, seed=seed,
+                  pipelines={"image": [SimpleRGBImageDecoder(), ToTensor()] + to_device,
+                             "label": [IntDecoder(), LookupLabel(label_lookup), ToTensor()] + to_device})
+
+
+def device_random_resized_crop(images, resolution: int, dtype, channels_last: bool, generator=None,
+                               scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """uint8 NHWC batch -> normalised NCHW crops (torchvision's RandomResizedCrop ranges, random flip), computed
+    on the batch's device with one affine grid_sample (bilinear). `generator` (a torch.Generator on the batch's
+    device) makes the draws reproducible; None uses torch's global generator."""
+    n, dev = images.shape[0], images.device
+    draws = torch.rand(5, n, device=dev, generator=generator)
+    area = scale[0] + (scale[1] - scale[0]) * draws[0]
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * draws[1]
+    w = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)   # crop size as a fraction of the side
+    h = torch.sqrt(area / torch.exp(log_r)).clamp(max=1.0)
+    cx = (draws[2] * 2 - 1) * (1 - w)                         # centre in [-1, 1] keeping the crop inside
+    cy = (draws[3] * 2 - 1) * (1 - h)
+    flip = torch.where(draws[4] < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
+    grid = F.affine_grid(theta, (n, 3, resolution, resolution), align_corners=False)
+    out = F.grid_sample(images.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    out = Normalize(dtype).to(dev)(out)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out

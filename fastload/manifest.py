@@ -21,21 +21,24 @@ with plain NumPy/Python; tests assert both give identical indices and labels.
 """
 import json
 import math
-import os
 import re
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from .errors import FastloadError, UsageError
+from .files import atomic_path, write_text
+from .index import load_fingerprint, load_index_classes
 from .labelsets import FAMILIES, IMAGENET_CLASSES, class_labels, resolve_label_set  # noqa: F401 (re-exported)
 
 UNITS = ("class", "label")
 PLURAL = {"class": "classes", "label": "labels"}
-IMAGENET_MAX_PER_CLASS = 1300  # plan counts are in ImageNet-1k terms, where a class has at most 1300 train images
-PAPER_PLAN = "paper_manifests.yaml"
+IMAGENET_MAX_PER_CLASS = 1300  # manifest-list counts are in ImageNet-1k terms, where a class has at most 1300 train images
+PAPER_MANIFESTS = "paper_manifests.yaml"
 
 
 # ---- what to select --------------------------------------------------------------------------------------------
@@ -95,13 +98,16 @@ MANIFEST_KEYS = ("indices", "label_lookup", "label_wnids", "label_names", "recip
 
 @dataclass
 class Manifest:
-    """Selected TRAIN rows (sorted int64), the class -> label lookup and the labels' wnids and names."""
+    """Selected TRAIN rows (sorted int64), the class -> label lookup and the labels' wnids and names.
+    `fingerprint`: of the train index the rows refer to (see check_source); `path`: where it was loaded from."""
     indices: np.ndarray
     label_lookup: np.ndarray
     label_wnids: np.ndarray
     label_names: np.ndarray
     recipe: dict
     class_wnids: np.ndarray
+    fingerprint: str = ""
+    path: str = None
 
     @property
     def num_labels(self) -> int:
@@ -119,7 +125,7 @@ class Manifest:
         """Every val row whose class maps to a label (relabel them with the same `label_lookup`).
         `val_index`: a val_index.npz path or an object with `class_id` and `class_wnids`."""
         if isinstance(val_index, (str, Path)):
-            class_id, class_wnids = read_index_classes(val_index)
+            class_id, class_wnids = load_index_classes(val_index)
         else:
             class_id, class_wnids = np.asarray(val_index.class_id), np.asarray(val_index.class_wnids)
         if list(class_wnids) != list(self.class_wnids):
@@ -128,24 +134,22 @@ class Manifest:
         return np.flatnonzero(self.label_lookup[class_id] >= 0).astype(np.int64)
 
     def save(self, path) -> Path:
-        """Write the .npz atomically (temporary file, then rename)."""
+        """Write the .npz atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # own name: parallel writers never collide
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, indices=self.indices.astype(np.int64), label_lookup=self.label_lookup.astype(np.int32),
-                         label_wnids=np.asarray(self.label_wnids, dtype=str),
-                         label_names=np.asarray(self.label_names, dtype=str),
-                         recipe=np.array(json.dumps(self.recipe, sort_keys=True)),
-                         class_wnids=np.asarray(self.class_wnids, dtype=str))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if path.is_dir():
+            raise FastloadError(f"{path} is a folder: give the manifest .npz file to write")
+        with atomic_path(path) as tmp:
+            np.savez(tmp, indices=self.indices.astype(np.int64), label_lookup=self.label_lookup.astype(np.int32),
+                     label_wnids=np.asarray(self.label_wnids, dtype=str),
+                     label_names=np.asarray(self.label_names, dtype=str),
+                     recipe=np.array(json.dumps(self.recipe, sort_keys=True)),
+                     class_wnids=np.asarray(self.class_wnids, dtype=str), fingerprint=np.asarray(self.fingerprint))
         return path
 
 
 def load_manifest(path) -> Manifest:
+    """Read a manifest written by Manifest.save: the one manifest reader. A missing, truncated or foreign file is
+    one FastloadError naming it."""
     path = Path(path)
     if not path.is_file():
         raise FastloadError(f"manifest {path} does not exist (build one with `fastload subset`)")
@@ -155,22 +159,29 @@ def load_manifest(path) -> Manifest:
             if missing:
                 raise FastloadError(f"{path} is not a fastload manifest: missing {', '.join(missing)}")
             arrays = {k: data[k] for k in MANIFEST_KEYS}
-    except (OSError, ValueError) as e:
-        raise FastloadError(f"cannot read manifest {path}: {e}") from e
-    arrays["recipe"] = json.loads(str(arrays["recipe"]))
-    return Manifest(**arrays)
+            fingerprint = str(data["fingerprint"]) if "fingerprint" in data.files else ""
+        recipe = json.loads(str(arrays.pop("recipe")))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise FastloadError(f"{path} is not a readable manifest (truncated or not a .npz from `fastload subset`): "
+                            f"{type(e).__name__}: {e}") from None
+    return Manifest(recipe=recipe, fingerprint=fingerprint, path=str(path), **arrays)
 
 
-def read_index_classes(path):
-    """(class_id int32 per row, class_wnids) of an index .npz, without loading its other columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"index {path} does not exist (write it with `fastload compile`)")
-    with np.load(path, allow_pickle=False) as data:
-        for key in ("class_id", "class_wnids"):
-            if key not in data.files:
-                raise FastloadError(f"index {path} has no '{key}' array (keys: {', '.join(data.files)})")
-        return data["class_id"].astype(np.int32, copy=False), data["class_wnids"].astype(str)
+def check_source(manifest, beton_path) -> None:
+    """Refuse a beton that was not compiled from the index `manifest` was built from (its row numbers would pick
+    other images): FastloadError naming both files. `manifest`: a Manifest or a manifest path."""
+    from .compile import beton_fingerprint
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    name = manifest.path or "the manifest"
+    if not manifest.fingerprint:
+        raise FastloadError(f"manifest {name} records no fingerprint of the index it was built from (made before "
+                            f"fingerprints, or by hand): rebuild it with `fastload subset` to use it with {beton_path}")
+    theirs = beton_fingerprint(beton_path)
+    if theirs != manifest.fingerprint:
+        raise FastloadError(f"manifest {name} was built from another compile than {beton_path} (index fingerprint "
+                            f"{manifest.fingerprint[:12]} vs {theirs[:12]}): rebuild the manifest from this compile's "
+                            "train_index.npz, or use the beton it was made for")
 
 
 # ---- label sets over the index's classes: fastload.labelsets.resolve_label_set ------------------------------
@@ -327,9 +338,10 @@ def compile_kernels() -> None:
 
 class ManifestBuilder:
     """Builds manifests from one index's class_id column; caches per-class counts and the seeded row order,
-    so a whole plan costs one permutation per seed and one kernel pass per manifest."""
+    so a whole manifest list costs one permutation per seed and one kernel pass per manifest."""
 
-    def __init__(self, class_id, class_wnids, index_path=None):
+    def __init__(self, class_id, class_wnids, index_path=None, fingerprint=""):
+        self.fingerprint = fingerprint  # of the index, stored in every manifest built here
         self.class_id = np.ascontiguousarray(class_id, dtype=np.int32)
         self.class_wnids = np.asarray([str(w) for w in class_wnids], dtype=str)
         self.index_path = str(index_path) if index_path is not None else None
@@ -369,7 +381,7 @@ class ManifestBuilder:
                       num_images=int(len(rows)), num_labels=len(kept), num_units=int(len(chosen)),
                       min_per_unit=int(cap[chosen].min()), max_per_unit=int(cap[chosen].max()))
         return Manifest(rows, lookup, np.asarray(kept, dtype=str), np.asarray(namer(kept), dtype=str), recipe,
-                        self.class_wnids)
+                        self.class_wnids, self.fingerprint)
 
     def _units(self, sel, label_set):
         """Label wnids present, each class's label id (-1 excluded), each class's unit (-1 excluded), unit count."""
@@ -401,63 +413,115 @@ class ManifestBuilder:
         return cap
 
 
-def build_manifest(class_id, class_wnids, sel: Selection, label_set=None, index_path=None, namer=label_names):
+def build_manifest(class_id, class_wnids, sel: Selection, label_set=None, index_path=None, namer=label_names,
+                   fingerprint=""):
     """One manifest from plain arrays (class_id per row, class_wnids in class-id order)."""
-    return ManifestBuilder(class_id, class_wnids, index_path).build(sel, label_set, namer)
+    return ManifestBuilder(class_id, class_wnids, index_path, fingerprint).build(sel, label_set, namer)
 
 
-def build_manifest_from_index(index_path, sel: Selection) -> Manifest:
-    class_id, class_wnids = read_index_classes(index_path)
-    return build_manifest(class_id, class_wnids, sel, index_path=Path(index_path).resolve())
+# ---- manifest lists: many manifests from a YAML file (datasets/paper_manifests.yaml) -----------------------------
+
+LIST_KEYS = {"name", "kind", "question", "label_set", "per_class", "classes", "budget", "unit", "seed", "nested"}
 
 
-# ---- plans: many manifests from a YAML file ----------------------------------------------------------------------
+class ManifestListEntry(NamedTuple):
+    """One manifest of a manifest list: its file name stem, its kind (the paper question it serves) and recipe."""
+    name: str
+    kind: str
+    selection: Selection
 
-PLAN_KEYS = {"name", "kind", "question", "label_set", "per_class", "classes", "budget", "unit", "seed", "nested"}
 
-
-def plan_path(name: str) -> Path:
-    """`paper` -> datasets/paper_manifests.yaml; anything else is a YAML file path."""
+def manifest_list_path(name_or_path) -> Path:
+    """`paper` -> datasets/paper_manifests.yaml; anything else is a YAML file path (FastloadError if missing)."""
     from .resources import dataset_file
-    if name == "paper":
-        return dataset_file(PAPER_PLAN)
-    if not Path(name).is_file():
-        raise UsageError(f"plan '{name}' is neither 'paper' nor an existing YAML file")
-    return Path(name)
+    if str(name_or_path) == "paper":
+        return dataset_file(PAPER_MANIFESTS)
+    if not Path(name_or_path).is_file():
+        raise FastloadError(f"manifest list '{name_or_path}' is neither 'paper' nor an existing YAML file")
+    return Path(name_or_path)
 
 
-def read_plan(path) -> list:
-    """[(name, kind, Selection)] from a plan YAML: `seed` (default for all) and a `manifests` list."""
+def load_manifest_list(name_or_path) -> list:
+    """[ManifestListEntry] of a manifest list: `seed` (default for all) and a `manifests` list. The one reader."""
     import yaml
-    path = Path(path)
+    path = manifest_list_path(name_or_path)
     try:
         doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise FastloadError(f"{path}: not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise FastloadError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         raise FastloadError(f"{path}: expected a mapping with a 'manifests' list")
     unknown = set(doc) - {"seed", "manifests"}
     if unknown:
         raise FastloadError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: seed, manifests")
-    plan, names = [], set()
+    entries, names = [], set()
     for n, entry in enumerate(doc["manifests"], 1):
-        bad = set(entry) - PLAN_KEYS if isinstance(entry, dict) else {"<not a mapping>"}
+        bad = set(entry) - LIST_KEYS if isinstance(entry, dict) else {"<not a mapping>"}
         if bad or "name" not in entry:
             raise FastloadError(f"{path}: manifest #{n}: unknown keys {sorted(bad)} or no name; "
-                                f"allowed: {sorted(PLAN_KEYS)}")
+                                f"allowed: {sorted(LIST_KEYS)}")
         if entry["name"] in names:
             raise FastloadError(f"{path}: manifest name '{entry['name']}' appears twice")
         names.add(entry["name"])
         fields = {k: v for k, v in entry.items() if k not in ("name", "kind", "question")}
         fields.setdefault("seed", doc.get("seed", 0))
         try:
-            plan.append((entry["name"], entry.get("kind", ""), Selection(**fields)))
-        except UsageError as e:
-            raise FastloadError(f"{path}: manifest '{entry['name']}': {e}") from e
-    return plan
+            entries.append(ManifestListEntry(str(entry["name"]), str(entry.get("kind", "")), Selection(**fields)))
+        except (UsageError, TypeError) as e:
+            raise FastloadError(f"{path}: manifest '{entry['name']}': {e}") from None
+    return entries
 
 
-def plan_scales(class_counts) -> tuple:
+def build_manifest_list(index, manifests, out, only=None, scale: bool = True, log=print) -> list:
+    """Build and save every manifest of a manifest list (or those named in `only`) from the train index file
+    `index` into OUT/<name>.npz, plus OUT/manifests.tsv when the whole list is built. Counts are scaled to the
+    index (list_scales) unless `scale` is False. Returns [(ManifestListEntry, Manifest)]."""
+    entries = load_manifest_list(manifests)
+    if only:
+        unknown = sorted(set(only) - {e.name for e in entries})
+        if unknown:
+            raise UsageError(f"--only: no manifest named {', '.join(unknown)}; the list has: "
+                             f"{', '.join(e.name for e in entries)}")
+        entries = [e for e in entries if e.name in only]
+    builder = builder_for_index(index)
+    class_scale, image_scale = list_scales(builder.class_counts) if scale else (1.0, 1.0)
+    log(f"index: {len(builder.class_id)} images, {len(builder.class_wnids)} classes; counts scaled by "
+        f"{class_scale:.4g} (classes) and {image_scale:.4g} (images per class)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FastloadError(f"{out} is a file: --out must be a folder for a manifest list")
+    built = []
+    for entry in entries:
+        try:
+            manifest = builder.build(scale_selection(entry.selection, class_scale, image_scale))
+        except FastloadError as e:
+            raise type(e)(f"manifest '{entry.name}' of {manifests}: {e}") from None
+        manifest.recipe.update(manifest_list=str(manifests), list_name=entry.name,
+                               list_selection=asdict(entry.selection), class_scale=class_scale,
+                               image_scale=image_scale)
+        manifest.save(out / f"{entry.name}.npz")
+        built.append((entry, manifest))
+    if not only:  # a partial build (one step of `fastload reproduce`) leaves the whole list's summary alone
+        write_text(out / "manifests.tsv", "".join(line + "\n" for line in summary_lines(built)))
+    return built
+
+
+def builder_for_index(index) -> "ManifestBuilder":
+    """A ManifestBuilder over a train index file (its class column and fingerprint)."""
+    class_id, class_wnids = load_index_classes(index)
+    return ManifestBuilder(class_id, class_wnids, index_path=Path(index).resolve(), fingerprint=load_fingerprint(index))
+
+
+def summary_lines(built):
+    """Tab-separated summary rows (header first) of [(entry or name, kind, Manifest)]-like pairs."""
+    yield "name\tkind\tlabel_set\tlabels\tunits\timages\tper_unit"
+    for entry, m in built:
+        r = m.recipe
+        yield (f"{entry.name}\t{entry.kind}\t{r['label_set_resolved']}\t{m.num_labels}\t{r['num_units']}\t"
+               f"{m.num_images}\t{r['min_per_unit']}..{r['max_per_unit']}")
+
+
+def list_scales(class_counts) -> tuple:
     """(class scale, image scale) turning ImageNet-1k counts into counts for a smaller index: classes / 1000 and
     largest class / 1300, each capped at 1 (an index as big as ImageNet or bigger keeps the paper's counts)."""
     return (min(1.0, len(class_counts) / IMAGENET_CLASSES),

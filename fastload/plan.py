@@ -3,68 +3,194 @@
 A plan is a YAML file (datasets/paper_plan.yaml, datasets/demo_plan.yaml, or your own) with these keys:
 
     name, description        free text
-    manifests                the manifests file that run manifests name: 'paper' (datasets/paper_manifests.yaml,
+    manifests                the manifest list that run manifests name: 'paper' (datasets/paper_manifests.yaml,
                              the default) or a YAML path (relative to the plan file)
     data                     {key: {synth: [args]}}: the data roots the plan reads (imagenet, voc, sun, ...);
                              `synth` gives the `fastload synth KEY` arguments the demo uses when no --data is given
     compile                  extra arguments for `fastload compile imagenet ROOT OUT`
     defaults                 recipe, gpus, seeds (transfer seeds), pretrain_args, manifest_seed
-    evaluations              {name: {kind, config, data, data_root, seeds, group_seeds, gpus, args, metric, scale,
-                             label}}: group_seeds runs all seeds in one step (its result lists them under
-                             `runs: [{seed, value}]`, as `fastload transfer` writes);
-                             `metric` is the key (dotted path) of the step's result holding the number the
-                             report shows, `scale` multiplies it (100 for a 0-1 metric shown in %)
+    evaluations              {name: {kind, label, seeds, gpus, args, metric, ...}}: `kind` is a key of KINDS below,
+                             which also says which further keys the kind needs or accepts (EVAL_KEYS says what each
+                             key means); `metric` (default: the kind's) is the dotted key of the step's result
+                             holding the number the report shows. Every stored metric is a fraction in [0, 1];
+                             the report shows percent.
     runs                     list of {id, manifest: NAME or {labelset, per_class, classes, budget, unit, seed},
-                             recipe, gpus,
-                             pretrain_args, evals: [evaluation names], tags: {figure/table: x or [row, col]}}
+                             recipe, gpus, pretrain_args, evals: [evaluation names], tags: {TAG: value}}; TAGS
+                             lists the figures and tables a run can feed. A control run (`tags: {control: LABEL}`)
+                             is the reference the report compares every other run with: for transfer from a
+                             randomly initialised network, give it `pretrain_args: [--epochs, 0]`.
     commands                 optional {step kind: [argv template]}: replaces the built-in command of a kind
                              (a user's own tools, or the fake steps of the tests)
 
 `build_steps(plan, data_roots, results_dir)` turns it into the dependency graph
-synth -> compile -> manifest -> pretrain -> evaluations, each step one command line.
+synth -> compile -> manifest -> pretrain -> evaluations, each step one command line. `write_steps` and
+`read_steps_file` (or `read_steps` for the steps alone) are the one writer and the one reader of RESULTS/steps.json.
 """
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .errors import FastloadError, UsageError
+from .files import write_json
+from .manifest import load_manifest_list
 from .resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 BUILTIN_PLANS = {"paper": "paper_plan.yaml", "demo": "demo_plan.yaml"}
+STEPS_FILE = "steps.json"
 TOP_KEYS = {"name", "description", "manifests", "data", "compile", "defaults", "evaluations", "runs", "commands"}
 DEFAULT_KEYS = {"recipe", "gpus", "seeds", "pretrain_args", "manifest_seed"}
 RUN_KEYS = {"id", "manifest", "recipe", "gpus", "pretrain_args", "evals", "tags", "description"}
 MANIFEST_KEYS = {"labelset", "per_class", "classes", "budget", "unit", "seed"}
-EVAL_KINDS = {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell"}
-EVAL_KEYS = {"kind", "config", "data", "seeds", "gpus", "args", "metric", "std", "label", "baseline",
-             "labelset", "command", "result", "scale", "data_root", "group_seeds"}
-STEP_KINDS = {"synth", "compile", "manifest", "pretrain"} | EVAL_KINDS
+# keys older plans had, and why they went
+REMOVED_KEYS = {"scale": "every stored metric is a fraction now and the report shows percent: delete it",
+                "std": "nothing read it: delete it"}
 
-# The built-in command of each step kind: an argv template. "{name}" is replaced by a value; a token that is
-# exactly "{name*}" expands into a list of arguments. "fastload" at the front runs this Python's fastload CLI,
-# "python" this Python.
-DEFAULT_COMMANDS = {
-    "synth": ["fastload", "synth", "{dataset}", "{out}", "{args*}"],
-    "compile": ["fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"],
-    # a manifest named in the plan's manifests file (datasets/paper_manifests.yaml), or an inline selection
-    "manifest": ["fastload", "subset", "--index", "{compiled}/train_index.npz", "{manifest_args*}"],
-    "pretrain": ["fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
-                 "--beton", "{compiled}/train.beton", "--val-beton", "{compiled}/val.beton",
-                 "--val-index", "{compiled}/val_index.npz", "--out", "{out}", "{resume*}", "{args*}"],
-    "transfer": ["fastload", "transfer", "{config}", "--checkpoint", "{checkpoint}", "--work-dir", "{out}",
-                 "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"],
-    "imagenet_cls": ["fastload", "imagenet-cls", "--checkpoint", "{checkpoint}",
-                     "--beton-dir", "{compiled}", "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"],
-    "induction": ["fastload", "induction", "--checkpoint", "{checkpoint}", "--baseline", "{baseline}",
-                  "--labelset", "{labelset}", "--beton-dir", "{compiled}", "--out", "{out}/summary.json", "{args*}"],
-    "coarse_fine": ["fastload", "coarse-fine", "--checkpoint", "{checkpoint}", "--labelset", "{labelset}",
-                    "--beton-dir", "{compiled}", "--out", "{out}/coarse_fine.tsv", "{args*}"],
+# What each evaluation key means (one meaning for every kind that takes it).
+EVAL_KEYS = {
+    "kind": "a key of KINDS", "label": "the report's name of the number", "seeds": "list of seeds",
+    "gpus": "GPUs per step", "args": "extra command-line arguments", "metric": "dotted key of the result file",
+    "config": "transfer config (a file in transfer/ or a path)", "data": "the data key it fine-tunes on",
+    "data_root": "where the config's data_root points inside that key's folder (default '{root}')",
+    "group_seeds": "run all seeds in one step (its result lists them)", "baseline": "run id of the reference model",
+    "labelset": "label set (default: the run's own)", "command": "argv template", "result": "result file template",
 }
-# The JSON file each kind writes with its metrics (relative to the step's output folder), and files that must exist.
-RESULT_FILES = {"synth": None, "compile": "compile.json", "manifest": None, "pretrain": "summary.json",
-                "transfer": "summary.json", "imagenet_cls": "summary.json", "induction": "summary.json",
-                "coarse_fine": "coarse_fine.tsv", "shell": "summary.json"}
+COMMON_EVAL_KEYS = frozenset({"kind", "label", "seeds", "gpus", "args", "metric"})
+
+# Tags: what a run feeds in the report, and what the tag's value is.
+TAGS = {"fig1": "images per class (a number)", "fig2": "number of classes (a number)", "fig4": "bar label",
+        "fig6": "the coarse label set shown", "fig9": "[split kind, A | B | A+B], or a list of them",
+        "table1": "column label", "table2": "[row, column]", "table3": "column label",
+        "control": "row label of the reference run (e.g. random init)"}
+NUMERIC_TAGS = {"fig1", "fig2"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of step, declared once: its command, its result, and for an evaluation kind the keys it takes and
+    how its number is read. Adding an evaluation kind is one entry of KINDS plus the command it runs."""
+    command: tuple                       # argv template: "{name}" is a value, a token "{name*}" a list of arguments
+    result: str = None                   # the file in the step's output folder holding its metrics (None: none)
+    evaluation: bool = False             # may be the `kind` of a plan's evaluation
+    required: frozenset = frozenset()    # evaluation keys it needs beyond COMMON_EVAL_KEYS
+    allowed: frozenset = frozenset()     # evaluation keys it accepts beyond those
+    metric: str = None                   # dotted key of the result holding its number (None: no single number)
+    per_seed: str = None                 # with group_seeds, the result lists [{seed, value}] under this key
+    baseline_metric: str = None          # dotted key of the baseline model's number on the same data, if any
+    seeded: bool = False                 # one step per seed (else one step, no seed)
+    gpus: int = 1                        # default GPUs of an evaluation step
+
+
+# "fastload" at the front of a command runs this Python's fastload CLI, "python" this Python.
+KINDS = {
+    "synth": Kind(("fastload", "synth", "{dataset}", "{out}", "{args*}")),
+    "compile": Kind(("fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"), result="compile.json"),
+    # a manifest named in the plan's manifest list (datasets/paper_manifests.yaml), or an inline selection
+    "manifest": Kind(("fastload", "subset", "--index", "{compiled}/train_index.npz", "{manifest_args*}")),
+    "pretrain": Kind(("fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
+                      "--beton", "{compiled}/train.beton", "--val-beton", "{compiled}/val.beton",
+                      "--val-index", "{compiled}/val_index.npz", "--out", "{out}", "{resume*}", "{args*}"),
+                     result="summary.json", metric="top1"),
+    "transfer": Kind(("fastload", "transfer", "{config}", "--checkpoint", "{checkpoint}", "--work-dir", "{out}",
+                      "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"),
+                     result="summary.json", evaluation=True, required=frozenset({"config", "data"}),
+                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+    "imagenet_cls": Kind(("fastload", "imagenet-cls", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
+                          "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
+                         result="summary.json", evaluation=True, metric="top1", seeded=True),
+    "induction": Kind(("fastload", "induction", "--checkpoint", "{checkpoint}", "--baseline", "{baseline}",
+                       "--labelset", "{labelset}", "--beton-dir", "{compiled}", "--out", "{out}/summary.json",
+                       "{args*}"),
+                      result="summary.json", evaluation=True, required=frozenset({"baseline"}),
+                      allowed=frozenset({"labelset"}), metric="model.top1", baseline_metric="baseline.top1"),
+    "coarse_fine": Kind(("fastload", "coarse-fine", "--checkpoint", "{checkpoint}", "--labelset", "{labelset}",
+                         "--beton-dir", "{compiled}", "--out", "{out}/coarse_fine.tsv", "{args*}"),
+                        result="coarse_fine.tsv", evaluation=True, allowed=frozenset({"labelset"})),
+    # any command of the user's (an argv template in the evaluation's `command`)
+    "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
+                  allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
+                  gpus=0),
+}
+EVAL_KINDS = sorted(k for k, kind in KINDS.items() if kind.evaluation)
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a plan, checked against its kind."""
+    name: str
+    kind: str
+    label: str
+    seeds: list                 # [None] for a kind that is not seeded
+    gpus: int
+    args: list
+    metric: str = None          # dotted key of the result holding the number (None: no single number)
+    group_seeds: bool = False
+    config: str = None
+    data: str = None
+    data_root: str = "{root}"
+    baseline: str = None
+    labelset: str = None
+    command: list = None
+    result: str = None
+
+
+@dataclass
+class Run:
+    """One pre-training run and what follows it."""
+    id: str
+    manifest: object            # a name in the manifest list, or an inline selection {labelset, per_class, ...}
+    labelset: str               # the label set it trains on (what induction and coarse/fine read by default)
+    recipe: str
+    gpus: int
+    pretrain_args: list
+    evals: list
+    tags: dict
+    description: str = ""
+
+
+@dataclass
+class Defaults:
+    recipe: str = "paper"
+    gpus: int = 1
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    pretrain_args: list = field(default_factory=list)
+    manifest_seed: int = 0
+
+
+@dataclass
+class Plan:
+    path: str
+    name: str
+    description: str
+    manifests: str              # 'paper' or the manifest list's path
+    data: dict                  # data key -> `fastload synth KEY` arguments
+    compile_args: list
+    defaults: Defaults
+    evaluations: dict           # name -> Evaluation
+    runs: list                  # of Run
+    commands: dict              # step kind -> argv template
+
+    def run_ids(self) -> list:
+        return [r.id for r in self.runs]
+
+    def run(self, run_id: str) -> Run:
+        return next(r for r in self.runs if r.id == run_id)
+
+    def control(self):
+        """The control run (tagged `control`), or None."""
+        return next((r for r in self.runs if "control" in r.tags), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        """The inverse of to_dict (as stored in steps.json)."""
+        return cls(**{**d, "defaults": Defaults(**d["defaults"]),
+                      "evaluations": {k: Evaluation(**e) for k, e in d["evaluations"].items()},
+                      "runs": [Run(**r) for r in d["runs"]]})
 
 
 @dataclass
@@ -92,23 +218,6 @@ class Step:
         return asdict(self)
 
 
-@dataclass
-class Plan:
-    path: str
-    name: str
-    description: str
-    manifests: str
-    data: dict
-    compile_args: list
-    defaults: dict
-    evaluations: dict
-    runs: list
-    commands: dict
-
-    def run_ids(self) -> list:
-        return [r["id"] for r in self.runs]
-
-
 # ---------------------------------------------------------------- loading and validation
 
 def resolve_plan_path(name_or_path: str) -> Path:
@@ -123,7 +232,6 @@ def resolve_plan_path(name_or_path: str) -> Path:
 
 
 def load_plan(name_or_path: str) -> Plan:
-    import yaml
     path = resolve_plan_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -139,7 +247,9 @@ def _fail(path, where, message):
 def _check_keys(path, where, entry, allowed):
     if not isinstance(entry, dict):
         _fail(path, where, f"must be a mapping, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - allowed)
+    for key in sorted(set(entry) & set(REMOVED_KEYS) - set(allowed)):
+        _fail(path, f"{where}.{key}", f"the key '{key}' was removed: {REMOVED_KEYS[key]}")
+    unknown = sorted(set(entry) - set(allowed))
     if unknown:
         _fail(path, where, f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
@@ -164,14 +274,18 @@ def parse_plan(raw, path: str = "<plan>") -> Plan:
             _fail(path, "top level", f"missing required key '{key}'")
     data = _parse_data(path, raw.get("data") or {})
     defaults = _parse_defaults(path, raw.get("defaults") or {})
+    if not isinstance(raw.get("evaluations") or {}, dict):
+        _fail(path, "evaluations", "must map evaluation names to {kind, ...}")
     evaluations = {name: _parse_evaluation(path, name, e, data, defaults)
                    for name, e in (raw.get("evaluations") or {}).items()}
     commands = _parse_commands(path, raw.get("commands") or {})
     manifests = _resolve_manifests(path, raw.get("manifests", "paper"))
-    runs = _parse_runs(path, raw["runs"], evaluations, defaults, _manifest_names(path, manifests))
+    runs = _parse_runs(path, raw["runs"], evaluations, defaults, _manifest_labelsets(path, manifests))
     for name, e in evaluations.items():
-        if e.get("baseline") is not None and e["baseline"] not in {r["id"] for r in runs}:
-            _fail(path, f"evaluations.{name}.baseline", f"run {e['baseline']!r} is not in the plan's runs")
+        if e.baseline is not None and e.baseline not in {r.id for r in runs}:
+            _fail(path, f"evaluations.{name}.baseline", f"run {e.baseline!r} is not in the plan's runs")
+    if sum("control" in r.tags for r in runs) > 1:
+        _fail(path, "runs", "more than one run is tagged 'control' (the report compares with one)")
     return Plan(path=path, name=str(raw["name"]), description=str(raw.get("description", "")),
                 manifests=manifests, data=data,
                 compile_args=_check_args(path, "compile", raw.get("compile") or []), defaults=defaults,
@@ -185,7 +299,7 @@ def _parse_data(path, data):
     for key, spec in data.items():
         spec = spec or {}
         _check_keys(path, f"data.{key}", spec, {"synth"})
-        out[key] = {"synth": _check_args(path, f"data.{key}.synth", spec.get("synth") or [])}
+        out[key] = _check_args(path, f"data.{key}.synth", spec.get("synth") or [])
     if "imagenet" not in out:
         _fail(path, "data", "must include 'imagenet' (the pre-training data)")
     return out
@@ -193,50 +307,48 @@ def _parse_data(path, data):
 
 def _parse_defaults(path, d):
     _check_keys(path, "defaults", d, DEFAULT_KEYS)
-    seeds = d.get("seeds", [0, 1, 2])
+    seeds = d.get("seeds", Defaults().seeds)
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         _fail(path, "defaults.seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    return {"recipe": str(d.get("recipe", "paper")), "gpus": _check_gpus(path, "defaults.gpus", d.get("gpus", 1)),
-            "seeds": seeds, "pretrain_args": _check_args(path, "defaults.pretrain_args", d.get("pretrain_args", [])),
-            "manifest_seed": int(d.get("manifest_seed", 0))}
+    return Defaults(recipe=str(d.get("recipe", "paper")), gpus=_check_gpus(path, "defaults.gpus", d.get("gpus", 1)),
+                    seeds=seeds, pretrain_args=_check_args(path, "defaults.pretrain_args", d.get("pretrain_args", [])),
+                    manifest_seed=int(d.get("manifest_seed", 0)))
 
 
-def _parse_evaluation(path, name, e, data, defaults):
+def _parse_evaluation(path, name, e, data, defaults) -> Evaluation:
     where = f"evaluations.{name}"
-    _check_keys(path, where, e, EVAL_KEYS)
-    kind = e.get("kind")
-    if kind not in EVAL_KINDS:
-        _fail(path, f"{where}.kind", f"{kind!r} is not a known kind (allowed: {', '.join(sorted(EVAL_KINDS))})")
-    if kind == "transfer":
-        if not e.get("config"):
-            _fail(path, where, "a transfer evaluation needs 'config' (a file in transfer/)")
-        if e.get("data") not in data:
-            _fail(path, f"{where}.data", f"{e.get('data')!r} is not a data key of the plan "
-                                         f"(allowed: {', '.join(data)})")
-    if kind == "induction" and not e.get("baseline"):
-        _fail(path, where, "an induction evaluation needs 'baseline' (the run id of the 1000-class model)")
-    if kind == "shell" and not e.get("command"):
-        _fail(path, where, "a shell evaluation needs 'command' (an argv template)")
-    seeds = e.get("seeds", defaults["seeds"] if kind in ("transfer", "imagenet_cls", "shell") else [None])
+    if not isinstance(e, dict):
+        _fail(path, where, f"must be a mapping, got {type(e).__name__}")
+    kind_name = e.get("kind")
+    if kind_name not in EVAL_KINDS:
+        _fail(path, f"{where}.kind", f"{kind_name!r} is not a known kind (allowed: {', '.join(EVAL_KINDS)})")
+    kind = KINDS[kind_name]
+    _check_keys(path, where, e, COMMON_EVAL_KEYS | kind.required | kind.allowed)
+    for key in sorted(kind.required - set(e)):
+        _fail(path, where, f"a {kind_name} evaluation needs '{key}' ({EVAL_KEYS[key]})")
+    if "data" in e and e["data"] not in data:
+        _fail(path, f"{where}.data", f"{e['data']!r} is not a data key of the plan (allowed: {', '.join(data)})")
+    seeds = e.get("seeds", defaults.seeds if kind.seeded else [None])
     if not isinstance(seeds, list) or not seeds:
         _fail(path, f"{where}.seeds", f"must be a non-empty list, got {seeds!r}")
-    return {"kind": kind, "config": e.get("config"), "data": e.get("data"), "seeds": seeds,
-            "gpus": _check_gpus(path, f"{where}.gpus", e.get("gpus", 1 if kind != "shell" else 0)),
-            "args": _check_args(path, f"{where}.args", e.get("args", [])),
-            "metric": str(e.get("metric", "mean")), "std": e.get("std"), "label": str(e.get("label", name)),
-            "baseline": e.get("baseline"), "labelset": e.get("labelset"),
-            "command": _check_args(path, f"{where}.command", e["command"]) if e.get("command") else None,
-            "result": e.get("result"), "scale": float(e.get("scale", 1.0)),
-            "data_root": str(e.get("data_root", "{root}")), "group_seeds": bool(e.get("group_seeds", False))}
+    return Evaluation(name=name, kind=kind_name, label=str(e.get("label", name)), seeds=seeds,
+                      gpus=_check_gpus(path, f"{where}.gpus", e.get("gpus", kind.gpus)),
+                      args=_check_args(path, f"{where}.args", e.get("args", [])),
+                      metric=str(e["metric"]) if "metric" in e else kind.metric,
+                      group_seeds=bool(e.get("group_seeds", False)), config=e.get("config"), data=e.get("data"),
+                      data_root=str(e.get("data_root", "{root}")), baseline=e.get("baseline"),
+                      labelset=e.get("labelset"),
+                      command=_check_args(path, f"{where}.command", e["command"]) if "command" in e else None,
+                      result=e.get("result"))
 
 
 def _parse_commands(path, commands):
     if not isinstance(commands, dict):
         _fail(path, "commands", "must map step kinds to argv templates")
+    known = sorted(k for k, kind in KINDS.items() if kind.command)
     for kind in commands:
-        if kind not in STEP_KINDS - {"shell"}:
-            _fail(path, f"commands.{kind}", f"unknown step kind (allowed: "
-                                            f"{', '.join(sorted(STEP_KINDS - {'shell'}))})")
+        if kind not in known:
+            _fail(path, f"commands.{kind}", f"unknown step kind (allowed: {', '.join(known)})")
     return {kind: _check_args(path, f"commands.{kind}", argv) for kind, argv in commands.items()}
 
 
@@ -251,31 +363,39 @@ def _resolve_manifests(path, manifests) -> str:
     return str(p)
 
 
-def _manifest_names(path, manifests) -> set:
-    """The names a plan's runs may use as `manifest: NAME`."""
-    import yaml
-    file = DATASETS_DIR / "paper_manifests.yaml" if manifests == "paper" else Path(manifests)
+def _manifest_labelsets(path, manifests) -> dict:
+    """name -> label set of every manifest in the plan's manifest list (the names runs may use)."""
     try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        _fail(path, "manifests", f"cannot read manifests file {file}: {e}")
-    entries = raw.get("manifests") if isinstance(raw, dict) else None
-    if not isinstance(entries, list):
-        _fail(path, "manifests", f"{file} has no 'manifests' list")
-    return {str(e.get("name")) for e in entries if isinstance(e, dict)}
+        entries = load_manifest_list(manifests)
+    except FastloadError as e:
+        _fail(path, "manifests", str(e))
+    return {name: selection.label_set for name, _, selection in entries}
 
 
-def _check_manifest(path, where, manifest, names):
+def _parse_manifest(path, where, manifest, labelsets):
+    """(the run's manifest spec, the label set it trains on)."""
     if isinstance(manifest, str):
-        if manifest not in names:
-            _fail(path, f"{where}.manifest", f"{manifest!r} is not a manifest of the plan's manifests file "
-                                             f"(known: {', '.join(sorted(names))})")
-        return manifest
+        if manifest not in labelsets:
+            _fail(path, f"{where}.manifest", f"{manifest!r} is not a manifest of the plan's manifest list "
+                                             f"(known: {', '.join(sorted(labelsets))})")
+        return manifest, str(labelsets[manifest])
     _check_keys(path, f"{where}.manifest", manifest or {}, MANIFEST_KEYS)
-    return dict(manifest or {})
+    return dict(manifest or {}), str((manifest or {}).get("labelset", "full"))
 
 
-def _parse_runs(path, runs, evaluations, defaults, manifest_names):
+def _check_tags(path, where, tags):
+    if not isinstance(tags, dict):
+        _fail(path, where, "must map a figure or table name to an x value or [row, column]")
+    for tag, value in tags.items():
+        if tag not in TAGS:
+            _fail(path, f"{where}.{tag}", f"not a figure or table of the report "
+                                          f"(known: {', '.join(f'{t} = {d}' for t, d in TAGS.items())})")
+        if tag in NUMERIC_TAGS and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            _fail(path, f"{where}.{tag}", f"must be a number ({TAGS[tag]}), got {value!r}")
+    return dict(tags)
+
+
+def _parse_runs(path, runs, evaluations, defaults, labelsets):
     if not isinstance(runs, list) or not runs:
         _fail(path, "runs", "must be a non-empty list of pre-training runs")
     seen, out = set(), []
@@ -286,20 +406,18 @@ def _parse_runs(path, runs, evaluations, defaults, manifest_names):
         if not isinstance(rid, str) or not rid or "/" in rid or rid in seen:
             _fail(path, where, f"id must be a unique non-empty name without '/', got {rid!r}")
         seen.add(rid)
-        manifest = _check_manifest(path, where, r.get("manifest") or {}, manifest_names)
+        manifest, labelset = _parse_manifest(path, where, r.get("manifest") or {}, labelsets)
         evals = r.get("evals") or []
         for ev in evals:
             if ev not in evaluations:
                 _fail(path, f"{where}.evals", f"{ev!r} is not defined under 'evaluations' "
                                               f"(defined: {', '.join(evaluations) or 'none'})")
-        tags = r.get("tags") or {}
-        if not isinstance(tags, dict):
-            _fail(path, f"{where}.tags", "must map a figure or table name to an x value or [row, column]")
-        out.append({"id": rid, "manifest": manifest, "recipe": str(r.get("recipe", defaults["recipe"])),
-                    "gpus": _check_gpus(path, f"{where}.gpus", r.get("gpus", defaults["gpus"])),
-                    "pretrain_args": defaults["pretrain_args"] + _check_args(path, f"{where}.pretrain_args",
-                                                                            r.get("pretrain_args", [])),
-                    "evals": list(evals), "tags": tags, "description": str(r.get("description", ""))})
+        out.append(Run(id=rid, manifest=manifest, labelset=labelset, recipe=str(r.get("recipe", defaults.recipe)),
+                       gpus=_check_gpus(path, f"{where}.gpus", r.get("gpus", defaults.gpus)),
+                       pretrain_args=defaults.pretrain_args + _check_args(path, f"{where}.pretrain_args",
+                                                                          r.get("pretrain_args", [])),
+                       evals=list(evals), tags=_check_tags(path, f"{where}.tags", r.get("tags") or {}),
+                       description=str(r.get("description", ""))))
     return out
 
 
@@ -327,103 +445,100 @@ def parse_data_roots(values, plan: Plan) -> dict:
 
 # ---------------------------------------------------------------- expansion into steps
 
-def manifest_args(plan: Plan, spec, manifest_dir: Path, run_id: str):
+@dataclass
+class _Where:
+    """The folders the steps of one expansion read and write."""
+    results: Path
+    compiled: Path
+    data_roots: dict
+    synth: bool
+
+
+def manifest_step_id(run: Run) -> str:
+    """Runs that name the same manifest of the list share its step; an inline selection is the run's own."""
+    return f"manifest/{run.manifest if isinstance(run.manifest, str) else run.id}"
+
+
+def manifest_args(plan: Plan, run: Run, manifest_dir: Path):
     """`fastload subset` arguments for a run's manifest, and the manifest file they write."""
+    spec = run.manifest
     if isinstance(spec, str):
-        return ["--plan", plan.manifests, "--only", spec, "--out", str(manifest_dir)], manifest_dir / f"{spec}.npz"
+        return ["--manifests", plan.manifests, "--only", spec, "--out", str(manifest_dir)], manifest_dir / f"{spec}.npz"
     args = ["--labelset", str(spec.get("labelset", "full"))]
     for key in ("per_class", "classes", "budget", "unit"):
         if spec.get(key) is not None:
             args += ["--" + key.replace("_", "-"), str(spec[key])]
-    out = manifest_dir / f"{run_id}.npz"
-    return args + ["--seed", str(spec.get("seed", plan.defaults["manifest_seed"])), "--out", str(out)], out
+    out = manifest_dir / f"{run.id}.npz"
+    return args + ["--seed", str(spec.get("seed", plan.defaults.manifest_seed)), "--out", str(out)], out
 
 
 def build_steps(plan: Plan, data_roots: dict, results_dir, synth: bool = False) -> list:
     """Every step of the plan in dependency order. With synth=True the data roots are first generated."""
     results = Path(results_dir).resolve()
+    where = _Where(results, results / "compiled" / "imagenet", data_roots, synth)
     steps = []
     if synth:
-        steps += [_synth_step(plan, key, data_roots[key], results) for key in plan.data]
-    compiled = results / "compiled" / "imagenet"
-    steps.append(_make(plan, "compile", "compile/imagenet", compiled, {"root": data_roots["imagenet"],
-                       "out": compiled, "args": plan.compile_args},
-                       deps=["synth/imagenet"] if synth else [], result_dir=compiled))
-    runs_by_id = {r["id"]: r for r in plan.runs}
+        steps += [_make(plan, "synth", f"synth/{key}", Path(data_roots[key]),
+                        {"dataset": key, "out": data_roots[key], "args": plan.data[key]},
+                        outputs=[str(data_roots[key])]) for key in plan.data]
+    steps.append(_make(plan, "compile", "compile/imagenet", where.compiled,
+                       {"root": data_roots["imagenet"], "out": where.compiled, "args": plan.compile_args},
+                       deps=["synth/imagenet"] if synth else [], result_dir=where.compiled))
     for run in plan.runs:
-        steps += _run_steps(plan, run, runs_by_id, data_roots, results, compiled, synth)
+        steps += _run_steps(plan, run, where, {s.id for s in steps})
     _check_graph(steps)
     return steps
 
 
-def _synth_step(plan, key, root, results):
-    return _make(plan, "synth", f"synth/{key}", Path(root), {"dataset": key, "out": root,
-                 "args": plan.data[key]["synth"]}, outputs=[str(root)])
-
-
-def _run_steps(plan, run, runs_by_id, data_roots, results, compiled, synth):
-    rid = run["id"]
-    m_args, manifest = manifest_args(plan, run["manifest"], results / "manifests", rid)
-    run_dir = results / "runs" / rid
+def _run_steps(plan, run, where, existing):
+    m_args, manifest = manifest_args(plan, run, where.results / "manifests")
+    run_dir = where.results / "runs" / run.id
     checkpoint = run_dir / "last.pt"
-    steps = [_make(plan, "manifest", f"manifest/{rid}", manifest,
-                   {"compiled": compiled, "out": manifest, "manifest_args": m_args},
-                   deps=["compile/imagenet"], outputs=[str(manifest)], run=rid)]
-    pre = _make(plan, "pretrain", f"pretrain/{rid}", run_dir,
-                {"recipe": run["recipe"], "manifest": manifest, "compiled": compiled, "out": run_dir,
-                 "args": run["pretrain_args"]}, deps=[f"manifest/{rid}"], outputs=[str(checkpoint)],
-                result_dir=run_dir, run=rid, gpus=run["gpus"])
-    pre.recipe, pre.resume_file = run["recipe"], str(checkpoint)
+    steps = []
+    if manifest_step_id(run) not in existing:
+        steps.append(_make(plan, "manifest", manifest_step_id(run), manifest,
+                           {"compiled": where.compiled, "out": manifest, "manifest_args": m_args},
+                           deps=["compile/imagenet"], outputs=[str(manifest)], run=run.id))
+    pre = _make(plan, "pretrain", f"pretrain/{run.id}", run_dir,
+                {"recipe": run.recipe, "manifest": manifest, "compiled": where.compiled, "out": run_dir,
+                 "args": run.pretrain_args}, deps=[manifest_step_id(run)], outputs=[str(checkpoint)],
+                result_dir=run_dir, run=run.id, gpus=run.gpus)
+    pre.recipe, pre.resume_file = run.recipe, str(checkpoint)
     steps.append(pre)
-    for ev_name in run["evals"]:
+    for ev_name in run.evals:
         ev = plan.evaluations[ev_name]
         # one step per seed (parallel Slurm jobs), or one step for all seeds (one process start: the CPU demo)
-        for seeds in ([ev["seeds"]] if ev["group_seeds"] else [[seed] for seed in ev["seeds"]]):
-            steps.append(_eval_step(plan, run, ev_name, ev, seeds, runs_by_id, data_roots, results, compiled,
-                                    synth))
+        for seeds in ([ev.seeds] if ev.group_seeds else [[seed] for seed in ev.seeds]):
+            steps.append(_eval_step(plan, run, ev, seeds, where))
     return steps
 
 
-def _eval_step(plan, run, ev_name, ev, seeds, runs_by_id, data_roots, results, compiled, synth):
-    rid = run["id"]
+def _eval_step(plan, run: Run, ev: Evaluation, seeds: list, where: _Where) -> Step:
+    """The step of one evaluation of one run. Each evaluation key adds its placeholder (and dependency) the same
+    way for every kind."""
     seed = seeds[0] if len(seeds) == 1 else None
-    sid = f"{ev_name}/{rid}" + (f"/seed{seed}" if seed is not None else "")
-    out = results / "evals" / ev_name / rid / (f"seed{seed}" if seed is not None else "")
-    checkpoint = results / "runs" / rid / "last.pt"
-    deps = [f"pretrain/{rid}"]
-    values = {"checkpoint": checkpoint, "out": out, "seed": seed if seed is not None else "",
-              "seeds": [s for s in seeds if s is not None],
-              "compiled": compiled, "args": ev["args"], "run_dir": results / "runs" / rid,
-              "labelset": ev["labelset"] or run_labelset(plan, run)}
-    if ev["kind"] == "transfer":
-        values["config"] = _config_path(ev["config"])
+    sid = f"{ev.name}/{run.id}" + (f"/seed{seed}" if seed is not None else "")
+    out = where.results / "evals" / ev.name / run.id / (f"seed{seed}" if seed is not None else "")
+    deps = [f"pretrain/{run.id}"]
+    values = {"checkpoint": where.results / "runs" / run.id / "last.pt", "out": out,
+              "seed": seed if seed is not None else "", "seeds": [s for s in seeds if s is not None],
+              "compiled": where.compiled, "args": ev.args, "run_dir": where.results / "runs" / run.id,
+              "labelset": ev.labelset or run.labelset}
+    if ev.config:
+        values["config"] = _config_path(ev.config)
+    if ev.data:
         # e.g. "{root}/VOCdevkit/": where the config's data_root points inside the data key's folder
-        values["data_root"] = ev["data_root"].format(root=data_roots[ev["data"]])
-        if synth:
-            deps.append(f"synth/{ev['data']}")
-    if ev["kind"] == "induction":
-        values["baseline"] = results / "runs" / ev["baseline"] / "last.pt"
-        if ev["baseline"] != rid:
-            deps.append(f"pretrain/{ev['baseline']}")
-    template = ev["command"] if ev["kind"] == "shell" else None
-    step = _make(plan, ev["kind"], sid, out, values, deps=deps, result_dir=out, run=rid, gpus=ev["gpus"],
-                 template=template, result=ev["result"])
-    step.evaluation, step.seed, step.recipe = ev_name, seed, run["recipe"]
+        values["data_root"] = ev.data_root.format(root=where.data_roots[ev.data])
+        if where.synth:
+            deps.append(f"synth/{ev.data}")
+    if ev.baseline:
+        values["baseline"] = where.results / "runs" / ev.baseline / "last.pt"
+        if ev.baseline != run.id:
+            deps.append(f"pretrain/{ev.baseline}")
+    step = _make(plan, ev.kind, sid, out, values, deps=deps, result_dir=out, run=run.id, gpus=ev.gpus,
+                 template=ev.command, result=ev.result)
+    step.evaluation, step.seed, step.recipe = ev.name, seed, run.recipe
     return step
-
-
-def run_labelset(plan: Plan, run: dict) -> str:
-    """The label set a run was trained on (what induction evaluates against)."""
-    spec = run["manifest"]
-    if isinstance(spec, dict):
-        return str(spec.get("labelset", "full"))
-    import yaml
-    file = DATASETS_DIR / "paper_manifests.yaml" if plan.manifests == "paper" else Path(plan.manifests)
-    for entry in (yaml.safe_load(file.read_text()) or {}).get("manifests", []):
-        if entry.get("name") == spec:
-            # as the manifest has it (FAMILY@K: the family's step nearest K/1000 of the dataset's classes)
-            return str(entry.get("label_set", "full"))
-    raise FastloadError(f"manifest {spec!r} vanished from {file}")
 
 
 def _config_path(config: str) -> str:
@@ -435,13 +550,12 @@ def _config_path(config: str) -> str:
 
 def _make(plan, kind, sid, out, values, deps=(), outputs=(), result_dir=None, run=None, gpus=0,
           template=None, result=None):
-    template = template or plan.commands.get(kind) or DEFAULT_COMMANDS[kind]
-    values = {k: v for k, v in values.items()}
+    template = template or plan.commands.get(kind) or list(KINDS[kind].command)
     argv = expand_template(template, values, where=f"step {sid}")
     if result is not None:
         result_path = expand_template([result], values, where=f"step {sid} result")[0]
-    elif result_dir is not None and RESULT_FILES[kind]:
-        result_path = str(Path(result_dir) / RESULT_FILES[kind])
+    elif result_dir is not None and KINDS[kind].result:
+        result_path = str(Path(result_dir) / KINDS[kind].result)
     else:
         result_path = None
     return Step(id=sid, kind=kind, argv=argv, deps=list(deps), gpus=gpus, out=str(out), result=result_path,
@@ -463,7 +577,7 @@ def expand_template(template: list, values: dict, where: str) -> list:
             argv += [str(v) for v in values[key]]
             continue
         try:
-            argv.append(token.format(**{k: v for k, v in values.items()}))
+            argv.append(token.format(**values))
         except KeyError as e:
             raise FastloadError(f"{where}: unknown placeholder {{{e.args[0]}}} in {token!r} (known: "
                                 f"{', '.join(sorted(values))})") from None
@@ -502,3 +616,40 @@ def select_steps(steps: list, only) -> list:
                 wanted.add(d)
                 stack.append(d)
     return [s for s in steps if s.id in wanted]
+
+
+# ---------------------------------------------------------------- the steps file
+
+def write_steps(results_dir, plan: Plan, steps: list, data_roots: dict) -> Path:
+    """RESULTS/steps.json: the expanded steps (what the launchers and Slurm jobs run), the plan they came from and
+    the data roots (what the report reads). Returns its path."""
+    return write_json(Path(results_dir) / STEPS_FILE,
+                      {"plan": plan.to_dict(), "data_roots": {k: str(v) for k, v in data_roots.items()},
+                       "steps": [s.to_dict() for s in steps]}, indent=1, default=str)
+
+
+@dataclass
+class StepsFile:
+    plan: Plan
+    steps: list
+
+
+def read_steps_file(results_dir) -> StepsFile:
+    """RESULTS/steps.json: the plan and the steps expanded from it."""
+    path = Path(results_dir) / STEPS_FILE
+    if not path.is_file():
+        old = " (its plan.json is from an older fastload: rerun the same `fastload reproduce` command)" \
+            if (Path(results_dir) / "plan.json").is_file() else ""
+        raise FastloadError(f"{path} is missing: {results_dir} is not a folder written by `fastload reproduce`"
+                            f"{old}")
+    try:
+        doc = json.loads(path.read_text())
+        return StepsFile(Plan.from_dict(doc["plan"]), [Step(**s) for s in doc["steps"]])
+    except (ValueError, KeyError, TypeError) as e:
+        raise FastloadError(f"{path}: not a steps file written by this fastload ({type(e).__name__}: {e}); "
+                            "rerun `fastload reproduce` with the same --out to rewrite it") from None
+
+
+def read_steps(results_dir) -> list:
+    """The steps stored in RESULTS/steps.json."""
+    return read_steps_file(results_dir).steps

@@ -1,188 +1,61 @@
-"""Pre-train AlexNet on one manifest: the same code on one CPU, one GPU, or many GPUs and nodes (torchrun/DDP).
+"""Pre-train AlexNet or a ResNet (fastload.models.archs) on one manifest: the same code on one CPU, one GPU, or many GPUs and nodes (torchrun/DDP).
 
-Recipes are flat YAML files in train/ (`paper`, `fast`, `smoke`, or a path); every key is one of SETTINGS below
-(unknown keys are an error) and every setting can be overridden on the command line (`--lr 0.02` or
-`--set lr=0.02`). The schedule is counted in epochs of the manifest (fractional epochs inside an epoch, so the
-learning rate moves every iteration); the paper recipe's 20 / 90 epochs are BVLC's 100k / 450k iterations of
-256 images on the 1.28M-image ImageNet train set.
+The settings are declared in fastload.recipe (flat YAML recipes in train/: `paper`, `fast`, `smoke`, or a path;
+every setting can be overridden on the command line). The schedule is counted in epochs of the manifest
+(fractional epochs inside an epoch, so the learning rate moves every iteration); the paper recipe's 20 / 90 epochs
+are BVLC's 100k / 450k iterations of 256 images on the 1.28M-image ImageNet train set.
 
 Expected top-1 on full ImageNet-1k (single center crop):
 - paper: ~57% (BVLC AlexNet, 57.1% top-1 / 80.2% top-5, reported by the BVLC Caffe model zoo for
   bvlc_alexnet trained with this solver; Huh et al. 2016 use that model as their full-ImageNet baseline).
 - fast: aims at the paper figure in a fraction of the GPU-hours (FFCV's ResNet recipes reach their 88-epoch
   accuracy within ~1-2 points at 32-40 epochs); it has not been measured end to end on ImageNet with this code.
+- resnet18_16/88, resnet50_16/88: FFCV's ImageNet recipes (libffcv/ffcv-imagenet); the figures FFCV publishes
+  for them are in each recipe's header (not measured with this code).
 
-Run folder (OUT): config.yaml (the resolved settings and inputs), metrics.jsonl, TensorBoard events,
-last.pt (every epoch and every `checkpoint_minutes`), optional checkpoint_epochN.pt, summary.json.
+Run folder (OUT, held by one process at a time: fastload.files.OutputLock): config.yaml (the resolved settings and
+inputs), metrics.jsonl (each step logged once, also across resumes), TensorBoard events, last.pt (every epoch and
+every `checkpoint_minutes`), optional checkpoint_epochN.pt, summary.json (top1, and top5 with >= 5 labels, as
+fractions in [0, 1]). `epochs: 0` saves and evaluates the seeded initial weights (a random-init control).
+
 A checkpoint holds only tensors and plain values (torch.load(weights_only=True) reads it); `--resume` restarts
-from last.pt with the same optimizer, scaler, schedule and per-epoch data order; a checkpoint taken in the middle
-of an epoch replays that epoch's order and skips the batches already trained on.
+from last.pt with the same optimizer, scaler, schedule, data order and random draws: each step reseeds torch with
+(seed, epoch, batch, rank) (dropout, device-side crops) and the loader seeds each image's crop by its batch (see
+fastload.loader), so a resumed run ends with the weights an uninterrupted run ends with. A checkpoint taken in the
+middle of an epoch replays that epoch's order, skips the batches already trained on and keeps the epoch's running
+loss, so the logged epoch loss covers the whole epoch.
 """
 import json
 import math
-import os
-import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
+from . import distributed as fdist
 from .errors import FastloadError, UsageError
-from .files import write_json
-from .resources import REPO_ROOT, TRAIN_RECIPES_DIR
+from .files import OutputLock, atomic_path, write_json, write_text
+from .compile import beton_fingerprint, check_beton
+from .index import load_fingerprint, load_index
+from .loader import device_random_resized_crop, make_loader, raw_loader
+from .manifest import check_source, load_manifest
+from .models.alexnet import build_model, load_checkpoint
+from .recipe import RESUMABLE_CHANGES, apply_overrides, check_config, load_recipe
+from .store import code_version
 
-# torch, fastload.distributed and fastload.models are imported inside the functions that use them: the settings
-# table below builds `fastload pretrain`'s flags, and `fastload --help` must not wait for torch.
-ARCHS = ("alexnet_caffe", "alexnet_tv")   # = fastload.models.alexnet.ARCHS (a test checks)
-INITS = ("caffe", "kaiming", "default")   # = fastload.models.alexnet.INITS
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    type: type
-    default: object
-    help: str
-    choices: tuple = None
-
-
-# Every recipe key, declared once. Units are in the help text.
-SETTINGS = [
-    Setting("arch", str, "alexnet_caffe", "network", ARCHS),
-    Setting("init", str, "caffe", "weight init: BVLC Gaussians, He, or PyTorch defaults", INITS),
-    Setting("dropout", float, 0.5, "dropout probability after fc6 and fc7"),
-    Setting("epochs", int, 90, "training length in epochs of the manifest"),
-    Setting("batch_size", int, 256, "global batch (images per step over all processes; split evenly)"),
-    Setting("lr", float, 0.01, "peak learning rate for the global batch"),
-    Setting("lr_schedule", str, "step", "'step': x lr_gamma every lr_step_epochs; 'linear': to 0 at the end",
-            ("step", "linear")),
-    Setting("lr_step_epochs", float, 20.0, "step schedule: epochs between decays"),
-    Setting("lr_gamma", float, 0.1, "step schedule: decay factor"),
-    Setting("warmup_epochs", float, 0.0, "linear warm-up from lr*warmup_start_factor to lr over this many epochs"),
-    Setting("warmup_start_factor", float, 0.1, "first warm-up learning rate as a fraction of lr"),
-    Setting("momentum", float, 0.9, "SGD momentum"),
-    Setting("nesterov", bool, False, "Nesterov momentum"),
-    Setting("weight_decay", float, 5e-4, "L2 weight decay on weights"),
-    Setting("bias_decay", bool, False, "also decay biases (Caffe's AlexNet does not: decay_mult 0)"),
-    Setting("bias_lr_mult", float, 2.0, "learning-rate multiplier for biases (Caffe's AlexNet: 2)"),
-    Setting("label_smoothing", float, 0.0, "cross-entropy label smoothing"),
-    Setting("min_res", int, 227, "train crop size at the start of progressive resizing (pixels)"),
-    Setting("max_res", int, 227, "train crop size at the end of progressive resizing (pixels)"),
-    Setting("start_ramp", float, 0.0, "epoch where the resolution starts growing from min_res"),
-    Setting("end_ramp", float, 0.0, "epoch where it reaches max_res"),
-    Setting("res_step", int, 32, "resolutions between min_res and max_res are rounded down to multiples of this"),
-    Setting("val_res", int, 227, "validation center-crop size (pixels)"),
-    Setting("augment", str, "cpu", "train crops: 'cpu' = the loader's random-resized crop + flip (any beton); "
-            "'device' = a beton stored raw at one size is copied as bytes, cropped/flipped/normalised on the device",
-            ("cpu", "device")),
-    Setting("crop", str, "rrc", "augment 'cpu' crops: 'rrc' = random-resized crop (scale 0.08-1) + flip, val centre "
-            "224/256; 'caffe' = BVLC's data layer: image resized to 256x256 (aspect ignored), random 227 window + "
-            "mirror, val centre 227 (sides scale with the resolution)", ("rrc", "caffe")),
-    Setting("amp", str, "none", "mixed precision on CUDA (the CPU always runs float32)", ("none", "bf16", "fp16")),
-    Setting("channels_last", bool, False, "NHWC memory format for the model and its inputs"),
-    Setting("compile", bool, False, "torch.compile the model"),
-    Setting("num_workers", int, 8, "loader threads per process"),
-    Setting("seed", int, 0, "seed of weights and data order (epoch e uses seed + e)"),
-    Setting("eval_every", int, 1, "validate every N epochs (and always after the last)"),
-    Setting("checkpoint_minutes", float, 30.0, "also checkpoint inside an epoch every N minutes (0: only per epoch)"),
-    Setting("keep_every", int, 0, "keep OUT/checkpoint_epochN.pt every N epochs (0: only last.pt)"),
-    Setting("log_every", int, 50, "steps between metrics.jsonl / TensorBoard train entries"),
-    Setting("device", str, "auto", "'auto': CUDA when available, else CPU", ("auto", "cpu", "cuda")),
-]
-SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
-# settings that may change between a run and its --resume without changing what is trained
-RESUMABLE_CHANGES = {"num_workers", "checkpoint_minutes", "log_every", "device", "compile", "keep_every"}
-RECIPES = ("paper", "fast", "smoke")
-# the smallest input each AlexNet accepts (= fastload.models.alexnet.MIN_INPUT): conv1 11/4 and the 3/2 max-pools
-MIN_RES = {"alexnet_caffe": 35, "alexnet_tv": 63}
-
-
-# ---------------------------------------------------------------- configuration
-
-def parse_value(setting: Setting, value, source: str):
-    """`value` (YAML scalar or command-line string) as the setting's type, checked against its choices."""
-    try:
-        if setting.type is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                value = value.lower() in ("true", "1", "yes")
-            elif not isinstance(value, bool):
-                raise ValueError(value)
-        elif setting.type is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        else:
-            value = setting.type(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{source}: {setting.name}={value!r} is not a {setting.type.__name__}") from None
-    if setting.choices and value not in setting.choices:
-        raise UsageError(f"{source}: {setting.name}={value!r}; allowed: {', '.join(setting.choices)}")
-    return value
-
-
-def recipe_path(recipe: str) -> Path:
-    """A recipe name in train/ or a path to a YAML file."""
-    if recipe in RECIPES or not recipe.endswith((".yaml", ".yml")):
-        path = TRAIN_RECIPES_DIR / f"{recipe}.yaml"
-        if not path.is_file():
-            raise UsageError(f"unknown recipe '{recipe}': use one of {', '.join(RECIPES)} or a .yaml path")
-        return path
-    path = Path(recipe)
-    if not path.is_file():
-        raise UsageError(f"recipe file {path} does not exist")
-    return path
-
-
-def load_recipe(recipe: str) -> dict:
-    """The recipe's settings, every key declared and typed; missing keys take their defaults."""
-    path = recipe_path(recipe)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"recipe {path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise UsageError(f"recipe {path} must be a flat mapping of settings")
-    unknown = sorted(set(raw) - set(SETTINGS_BY_NAME))
-    if unknown:
-        raise UsageError(f"recipe {path}: unknown key(s) {', '.join(unknown)}; "
-                         f"allowed: {', '.join(SETTINGS_BY_NAME)}")
-    cfg = {s.name: s.default for s in SETTINGS}
-    cfg.update({k: parse_value(SETTINGS_BY_NAME[k], v, str(path)) for k, v in raw.items()})
-    return cfg
-
-
-def apply_overrides(cfg: dict, pairs) -> dict:
-    """cfg updated with (name, value) pairs from `--set name=value` or the per-setting flags."""
-    cfg = dict(cfg)
-    for name, value in pairs:
-        name = name.replace("-", "_")
-        if name not in SETTINGS_BY_NAME:
-            raise UsageError(f"--set {name}: unknown setting; allowed: {', '.join(SETTINGS_BY_NAME)}")
-        cfg[name] = parse_value(SETTINGS_BY_NAME[name], value, "command line")
-    return cfg
-
-
-def check_config(cfg: dict, world_size: int) -> None:
-    """Reject settings that cannot train, before any data is read."""
-    for name in ("epochs", "batch_size", "res_step", "eval_every", "log_every"):
-        if cfg[name] < 1:
-            raise UsageError(f"{name} must be >= 1, got {cfg[name]}")
-    for name in ("min_res", "max_res", "val_res"):
-        if cfg[name] < MIN_RES[cfg["arch"]]:
-            raise UsageError(f"{name} must be >= {MIN_RES[cfg['arch']]} for {cfg['arch']} (its pools need it), "
-                             f"got {cfg[name]}")
-    if cfg["batch_size"] % world_size:
-        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by the {world_size} processes")
-    if cfg["min_res"] > cfg["max_res"] or cfg["start_ramp"] > cfg["end_ramp"]:
-        raise UsageError("need min_res <= max_res and start_ramp <= end_ramp")
-    if cfg["crop"] == "caffe" and cfg["augment"] == "device":
-        raise UsageError("crop 'caffe' is done by the CPU loader: use augment 'cpu' with it (augment 'device' draws "
-                         "random-resized crops on the device)")
-    if cfg["init"] == "caffe" and cfg["arch"] != "alexnet_caffe":
-        raise UsageError("init 'caffe' is defined for arch 'alexnet_caffe' only; use 'kaiming' or 'default'")
+# keys --resume needs in last.pt besides the model's (a file without them is no pre-training checkpoint)
+RESUME_KEYS = ("recipe", "label_wnids", "optimizer", "scaler", "epoch", "step_in_epoch", "global_step", "history",
+               "elapsed_s", "images_trained", "train_time_s", "epoch_progress", "metrics_lines")
 
 
 # ---------------------------------------------------------------- schedule
@@ -224,42 +97,39 @@ class TrainData:
 
 
 def load_train_data(manifest_path, beton, val_beton, val_index) -> TrainData:
-    """The manifest's train rows and label lookup, and the val rows whose class it keeps (same lookup)."""
-    from .index import load_index
-    from .manifest import load_manifest
+    """The manifest's train rows and label lookup, and the val rows whose class it keeps (same lookup). Both betons
+    are checked whole (fastload.compile.check_beton) and against the indices their rows are read through: the
+    manifest's (check_source) and the val index's (its fingerprint)."""
     for flag, path in (("--beton", beton), ("--val-beton", val_beton)):
         if not Path(path).is_file():
             raise FastloadError(f"{flag} {path} does not exist (it is written by `fastload compile`)")
+        check_beton(path)
     manifest = load_manifest(manifest_path)
+    check_source(manifest, beton)
     vindex = load_index(val_index)
+    if load_fingerprint(val_index) != beton_fingerprint(val_beton):
+        raise FastloadError(f"{val_index} is not the index of {val_beton} (another compile): use the val index "
+                            "written beside it")
     if list(vindex.class_wnids) != list(manifest.class_wnids):
         raise FastloadError(f"{val_index} has {vindex.num_classes} classes that differ from the manifest "
                             f"{manifest_path}'s {len(manifest.class_wnids)}: use the val index of the same compile")
     val_rows = np.asarray(manifest.val_indices(vindex), dtype=np.int64)
-    recipe = manifest.recipe
-    if isinstance(recipe, str):
-        recipe = json.loads(recipe)
     return TrainData(str(beton), str(val_beton), np.asarray(manifest.indices, dtype=np.int64), val_rows,
                      np.asarray(manifest.label_lookup, dtype=np.int32), [str(w) for w in manifest.label_wnids],
-                     recipe)
-
-
-def make_loader(*args, **kwargs):
-    """fastload.loader.make_loader (imported late: FFCV and Numba load slowly)."""
-    from .loader import make_loader as make
-    return make(*args, **kwargs)
+                     manifest.recipe)
 
 
 def create_loader(data: TrainData, cfg: dict, dist, train: bool, res: int):
     """The train (random crop + flip, shuffled per epoch) or val (center crop) loader at `res` pixels, cropped as
     cfg['crop'] says. With augment 'device' the train loader hands over raw uint8 images and train_one_epoch crops
     them."""
+    batch_size = cfg["batch_size"] // dist.world_size
     if train and cfg["augment"] == "device":
-        return raw_loader(data.train_beton, data.train_rows, data.label_lookup, cfg["batch_size"] // dist.world_size,
-                          dist.device, cfg["num_workers"], distributed=dist.distributed, seed=cfg["seed"])
+        return raw_loader(data.train_beton, data.train_rows, data.label_lookup, batch_size, dist.device,
+                          cfg["num_workers"], distributed=dist.distributed, seed=cfg["seed"])
     return make_loader(data.train_beton if train else data.val_beton,
                        data.train_rows if train else data.val_rows,
-                       data.label_lookup, batch_size=cfg["batch_size"] // dist.world_size, resolution=res,
+                       data.label_lookup, batch_size=batch_size, resolution=res,
                        train=train, device=str(dist.device), distributed=dist.distributed,
                        num_workers=cfg["num_workers"], seed=cfg["seed"], drop_last=train, crop=cfg["crop"])
 
@@ -272,79 +142,23 @@ def set_loader_epoch(loader, epoch: int) -> None:
     loader.next_epoch = epoch
 
 
-# ---------------------------------------------------------------- device-side augmentation (augment: device)
-
-def raw_loader(beton: str, rows, lookup, batch_size: int, device, num_workers: int, distributed: bool = False,
-               seed: int = 0):
-    """FFCV loader that only copies fixed-size raw images (uint8 NHWC) and labels (looked up) to the device;
-    random order (seed + epoch), last partial batch dropped. `device_random_resized_crop` does the rest."""
-    import numpy as np
-    import torch
-    from ffcv.fields.basics import IntDecoder
-    from ffcv.fields.rgb_image import SimpleRGBImageDecoder
-    from ffcv.loader import Loader, OrderOption
-    from ffcv.reader import Reader
-    from ffcv.transforms import ToDevice, ToTensor
-
-    from .loader import LookupLabel
-    reader = Reader(str(beton))
-    meta = reader.metadata[f"f{reader.field_names.index('image')}"]
-    sizes = set(zip(meta["width"].tolist(), meta["height"].tolist()))
-    if len(sizes) != 1:
-        raise FastloadError(f"augment 'device' needs a beton whose images all have one size; {beton} has "
-                            f"{len(sizes)} sizes: compile it with `fastload compile imagenet ROOT OUT --square S`, or use "
-                           "augment 'cpu'")
-    device = torch.device(device)
-    to_device = [ToDevice(device, non_blocking=True)] if device.type == "cuda" else []
-    return Loader(str(beton), batch_size=batch_size, num_workers=num_workers, order=OrderOption.RANDOM,
-                  indices=np.asarray(rows).astype(np.uint64), drop_last=True, distributed=distributed, seed=seed,
-                  pipelines={"image": [SimpleRGBImageDecoder(), ToTensor()] + to_device,
-                             "label": [IntDecoder(), LookupLabel(lookup), ToTensor()] + to_device})
-
-
-def device_random_resized_crop(images, resolution: int, dtype, channels_last: bool, scale=(0.08, 1.0),
-                               ratio=(3 / 4, 4 / 3)):
-    """uint8 NHWC batch -> normalised NCHW crops (torchvision's RandomResizedCrop ranges, random flip), computed
-    on the batch's device with one affine grid_sample (bilinear)."""
-    import math
-
-    import torch
-    import torch.nn.functional as F
-
-    from .loader import IMAGENET_MEAN, IMAGENET_STD
-    n, dev = images.shape[0], images.device
-    x = images.permute(0, 3, 1, 2).float()
-    area = torch.empty(n, device=dev).uniform_(*scale)
-    log_r = torch.empty(n, device=dev).uniform_(math.log(ratio[0]), math.log(ratio[1]))
-    w = torch.sqrt(area * torch.exp(log_r)).clamp(max=1.0)   # crop size as a fraction of the side
-    h = torch.sqrt(area / torch.exp(log_r)).clamp(max=1.0)
-    cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)       # centre in [-1, 1] keeping the crop inside
-    cy = (torch.rand(n, device=dev) * 2 - 1) * (1 - h)
-    flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
-    grid = F.affine_grid(theta, (n, 3, resolution, resolution), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1) * 255
-    out = ((out - mean) / std).to(dtype)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+def step_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """torch's seed for one train step: dropout masks and device-side crops are the same after a resume, and
+    differ between steps and ranks."""
+    return ((((seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1_009 + rank) * 2_654_435_761) % 2**63
 
 
 # ---------------------------------------------------------------- model and optimizer
 
 def create_model(cfg: dict, num_classes: int, dist):
     """(model to train, bare model to save): on the device, channels_last/compiled/DDP-wrapped as configured."""
-    import torch
-
-    from .models.alexnet import build_model
     torch.manual_seed(cfg["seed"])
-    model = build_model(cfg["arch"], num_classes, init=cfg["init"], dropout=cfg["dropout"]).to(dist.device)
+    model = build_model(cfg["arch"], num_classes, init=cfg["init"], dropout=cfg["dropout"],
+                        blurpool=cfg["blurpool"]).to(dist.device)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     bare = model
     if dist.distributed:
-        from torch.nn.parallel import DistributedDataParallel
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     if cfg["compile"]:
         model = torch.compile(model)
@@ -352,13 +166,20 @@ def create_model(cfg: dict, num_classes: int, dist):
 
 
 def create_optimizer(cfg: dict, model):
-    """SGD with Caffe's split: weights decay at lr x 1, biases at lr x bias_lr_mult (decayed if bias_decay)."""
-    import torch
-    weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
-    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    """SGD with Caffe's split: weights decay at lr x 1, biases at lr x bias_lr_mult (decayed if bias_decay).
+    Networks with BatchNorm (the ResNets) get a third group, its scales and shifts at lr x 1, decayed only if
+    norm_decay (FFCV's ResNet recipes: bn_wd 0); AlexNet has none and keeps its two groups."""
+    norm = {id(p) for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+            for p in m.parameters(recurse=False)}
+    named = [(n, p) for n, p in model.named_parameters() if id(p) not in norm]
+    weights = [p for n, p in named if not n.endswith("bias")]
+    biases = [p for n, p in named if n.endswith("bias")]
     groups = [{"params": weights, "weight_decay": cfg["weight_decay"], "lr_mult": 1.0},
               {"params": biases, "weight_decay": cfg["weight_decay"] if cfg["bias_decay"] else 0.0,
                "lr_mult": cfg["bias_lr_mult"]}]
+    if norm:
+        groups.append({"params": [p for p in model.parameters() if id(p) in norm],
+                       "weight_decay": cfg["weight_decay"] if cfg["norm_decay"] else 0.0, "lr_mult": 1.0})
     return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
 
 
@@ -369,20 +190,41 @@ def set_lr(optimizer, lr: float) -> None:
 
 def autocast_dtype(cfg: dict, device):
     """The autocast dtype, or None for float32 (always on the CPU)."""
-    import torch
     if device.type != "cuda" or cfg["amp"] == "none":
         return None
     return torch.bfloat16 if cfg["amp"] == "bf16" else torch.float16
 
 
+def prepare_images(images, amp_dtype, channels_last: bool):
+    """The loader's batch in the model's layout; float32 when autocast is off (the loader gives bf16 on CUDA)."""
+    if amp_dtype is None and images.dtype != torch.float32:
+        images = images.float()
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def train_step(model, optimizer, scaler, images, labels, lr: float, amp_dtype=None, channels_last: bool = False,
+               label_smoothing: float = 0.0):
+    """One SGD step at learning rate `lr` (times each group's lr_mult) under autocast `amp_dtype` (None: float32);
+    returns the (detached) loss."""
+    set_lr(optimizer, lr)
+    images = prepare_images(images, amp_dtype, channels_last)
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a kill never leaves half a checkpoint."""
-    import torch
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save through a temporary file: a kill never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def checkpoint_state(run, epoch: int, step_in_epoch: int) -> dict:
@@ -390,16 +232,20 @@ def checkpoint_state(run, epoch: int, step_in_epoch: int) -> dict:
     return {"model": run.bare.state_dict(), "arch": run.cfg["arch"], "num_classes": len(run.data.label_wnids),
             "label_wnids": list(run.data.label_wnids), "epoch": epoch, "step_in_epoch": step_in_epoch,
             "global_step": run.global_step, "optimizer": run.optimizer.state_dict(),
-            "scheduler": {"global_step": run.global_step, "type": run.cfg["lr_schedule"]},
             "scaler": run.scaler.state_dict(), "recipe": dict(run.cfg), "args": dict(run.inputs),
             "manifest_recipe": run.data.manifest_recipe, "history": list(run.history),
-            "elapsed_s": run.elapsed(), "train_images_s": run.train_images_s, "train_time_s": run.train_time_s}
+            "elapsed_s": run.elapsed(), "images_trained": run.images_trained, "train_time_s": run.train_time_s,
+            "epoch_progress": run.progress.state() if step_in_epoch else EpochProgress().state(),
+            "metrics_lines": run.log.lines}
 
 
-def restore_checkpoint(run, path: Path) -> None:
-    """Load last.pt into the run; its settings must match the current ones except RESUMABLE_CHANGES."""
-    import torch
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def restore_checkpoint(run, path: Path) -> dict:
+    """Load last.pt into the run; its settings must match the current ones except RESUMABLE_CHANGES. A file that
+    is truncated or not a pre-training checkpoint is a FastloadError naming it. Returns the checkpoint."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise FastloadError(f"--resume: {path} is not a fastload pretrain checkpoint (no {', '.join(missing)})")
     changed = sorted(k for k in run.cfg if k not in RESUMABLE_CHANGES and ckpt["recipe"].get(k) != run.cfg[k])
     if changed:
         diffs = ", ".join(f"{k}: {ckpt['recipe'].get(k)!r} -> {run.cfg[k]!r}" for k in changed)
@@ -413,27 +259,38 @@ def restore_checkpoint(run, path: Path) -> None:
     run.global_step = ckpt["global_step"]
     run.history = list(ckpt["history"])
     run.elapsed_before = ckpt["elapsed_s"]
-    run.train_images_s, run.train_time_s = ckpt["train_images_s"], ckpt["train_time_s"]
+    run.images_trained, run.train_time_s = ckpt["images_trained"], ckpt["train_time_s"]
+    run.progress = EpochProgress.from_state(ckpt["epoch_progress"], run.dist.device)
+    return ckpt
 
 
 # ---------------------------------------------------------------- logging
 
 class MetricsLog:
-    """metrics.jsonl and TensorBoard events in the run folder, written by rank 0 only."""
+    """metrics.jsonl and TensorBoard events in the run folder, written by rank 0 only.
 
-    def __init__(self, out: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = out / "metrics.jsonl"
-        self.writer = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+    `lines` counts the lines of metrics.jsonl; a checkpoint stores it, and a resumed run first cuts the file back
+    to that many lines (and TensorBoard back to the checkpoint's step), so no step is logged twice."""
+
+    def __init__(self, out: Path, enabled: bool, keep_lines: int = 0, resume_step: int = None):
+        self.enabled, self.path, self.writer, self.lines = enabled, out / "metrics.jsonl", None, 0
+        if not enabled:
+            return
+        if resume_step is None:
+            self.path.unlink(missing_ok=True)
+        elif self.path.exists():
+            kept = self.path.read_text().splitlines(keepends=True)[:keep_lines]
+            write_text(self.path, "".join(kept))
+            self.lines = len(kept)
+        purge = None if resume_step is None else resume_step + 1  # drop events logged after the checkpoint
+        self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=purge)
 
     def write(self, kind: str, step: int, **values) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps({"kind": kind, "step": step, "time": time.time(), **values}) + "\n")
+        self.lines += 1
         for key, value in values.items():
             if isinstance(value, (int, float)) and key != "epoch":
                 self.writer.add_scalar(f"{kind}/{key}", value, step)
@@ -444,23 +301,33 @@ class MetricsLog:
             self.writer.close()
 
 
-def git_commit() -> str:
-    """The repository's HEAD commit, or 'unknown' outside a git checkout (or before the first commit)."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 # ---------------------------------------------------------------- training
+
+class EpochProgress:
+    """Running sums of the epoch being trained; kept in mid-epoch checkpoints so that a resumed epoch's logged
+    loss and images/s cover the whole epoch."""
+
+    def __init__(self, device="cpu"):
+        self.loss_sum = torch.zeros((), device=device)  # on the device: no sync per step
+        self.steps, self.images, self.seconds, self.wait = 0, 0, 0.0, 0.0
+
+    def state(self) -> dict:
+        return {"loss_sum": float(self.loss_sum.item()), "steps": self.steps, "images": self.images,
+                "seconds": self.seconds, "wait": self.wait}
+
+    @classmethod
+    def from_state(cls, state: dict, device):
+        progress = cls(device)
+        progress.loss_sum += state["loss_sum"]
+        progress.steps, progress.images = state["steps"], state["images"]
+        progress.seconds, progress.wait = state["seconds"], state["wait"]
+        return progress
+
 
 class Run:
     """The state of one training run that train_one_epoch / evaluate / checkpoints share."""
 
     def __init__(self, cfg, inputs, data, dist, out):
-        import torch
         self.cfg, self.inputs, self.data, self.dist, self.out = cfg, inputs, data, dist, out
         self.model, self.bare = create_model(cfg, len(data.label_wnids), dist)
         self.optimizer = create_optimizer(cfg, self.bare)
@@ -471,9 +338,10 @@ class Run:
         self.history = []            # one dict per finished epoch: train loss, val top1/top5
         self.elapsed_before = 0.0    # wall seconds spent before the last resume
         self.started = time.time()
-        self.train_images_s, self.train_time_s = 0.0, 0.0
+        self.images_trained, self.train_time_s = 0, 0.0  # over all processes and epochs
+        self.progress = EpochProgress(dist.device)
         self.last_save = time.time()
-        self.log = MetricsLog(out, dist.rank == 0)
+        self.log = None              # a MetricsLog, opened once the checkpoint (if any) is read
         self.loaders = {}
 
     def elapsed(self) -> float:
@@ -498,100 +366,77 @@ class Run:
             self.save(epoch, step_in_epoch)
 
 
-def prepare_images(run, images):
-    """The loader's batch in the model's layout; float32 when autocast is off (the loader gives bf16 on CUDA)."""
-    import torch
-    if run.amp_dtype is None and images.dtype != torch.float32:
-        images = images.float()
-    if run.cfg["channels_last"]:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def train_step(run, images, labels, lr: float):
-    """One SGD step; returns the (detached) loss."""
-    import torch
-    import torch.nn.functional as F
-    set_lr(run.optimizer, lr)
-    images = prepare_images(run, images)
-    with torch.autocast(run.dist.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None):
-        loss = F.cross_entropy(run.model(images), labels, label_smoothing=run.cfg["label_smoothing"])
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    return loss.detach()
-
-
 def train_one_epoch(run, epoch: int) -> dict:
     """One epoch (or its rest, after a mid-epoch resume): per-iteration lr, tqdm bar, data-wait share."""
-    import torch
-    from tqdm import tqdm
-
-    from . import distributed as fdist
-    res = get_resolution(run.cfg, epoch)
-    loader = run.loader(True, res if run.cfg["augment"] == "cpu" else 0)  # device crops: one loader for all sizes
+    cfg, res = run.cfg, get_resolution(run.cfg, epoch)
+    loader = run.loader(True, res if cfg["augment"] == "cpu" else 0)  # device crops: one loader for all sizes
     set_loader_epoch(loader, epoch)
-    steps, skip = len(loader), run.step_in_epoch
+    steps, skip, p = len(loader), run.step_in_epoch, run.progress
     run.model.train()
-    bar = tqdm(total=steps, initial=skip, desc=f"epoch {epoch + 1}/{run.cfg['epochs']} {res}px",
+    bar = tqdm(total=steps, initial=skip, desc=f"epoch {epoch + 1}/{cfg['epochs']} {res}px",
                disable=run.dist.rank != 0, dynamic_ncols=True, file=sys.stderr)
-    loss_sum = torch.zeros((), device=run.dist.device)
-    images_seen, wait, t_epoch = 0, 0.0, time.perf_counter()
-    t_ready = t_epoch
+    t_ready = t_last = time.perf_counter()
     for i, (images, labels) in enumerate(loader):
         if i < skip:  # mid-epoch resume: these batches were trained on before the interruption
-            t_ready = time.perf_counter()
+            t_ready = t_last = time.perf_counter()
             continue
-        wait += time.perf_counter() - t_ready
-        if run.cfg["augment"] == "device":
-            images = device_random_resized_crop(images, res, run.input_dtype, run.cfg["channels_last"])
-        loss = train_step(run, images, labels, get_lr(run.cfg, epoch + i / steps))
-        loss_sum += loss.float()
-        images_seen += labels.shape[0]
+        p.wait += time.perf_counter() - t_ready
+        torch.manual_seed(step_seed(cfg["seed"], epoch, i, run.dist.rank))
+        if cfg["augment"] == "device":
+            images = device_random_resized_crop(images, res, run.input_dtype, cfg["channels_last"])
+        loss = train_step(run.model, run.optimizer, run.scaler, images, labels, get_lr(cfg, epoch + i / steps),
+                          run.amp_dtype, cfg["channels_last"], cfg["label_smoothing"])
+        p.loss_sum += loss.float()
+        p.steps, p.images = p.steps + 1, p.images + labels.shape[0] * run.dist.world_size
+        p.seconds += time.perf_counter() - t_last
+        t_last = time.perf_counter()
         run.global_step += 1
         run.step_in_epoch = i + 1
-        if (i + 1) % run.cfg["log_every"] == 0:
-            log_train_step(run, epoch, loss, images_seen, wait, t_epoch, res)
-        rate = images_seen * run.dist.world_size / max(time.perf_counter() - t_epoch, 1e-9)
-        bar.set_postfix_str(f"{rate:,.0f} img/s, data wait {wait / max(time.perf_counter() - t_epoch, 1e-9):.0%}",
-                            refresh=False)
+        if (i + 1) % cfg["log_every"] == 0:
+            log_train_step(run, epoch, loss, res)
+        bar.set_postfix_str(f"{p.images / max(p.seconds, 1e-9):,.0f} img/s, "
+                            f"data wait {p.wait / max(p.seconds, 1e-9):.0%}", refresh=False)
         bar.update(1)
         run.maybe_save_in_epoch(epoch, i + 1)
         t_ready = time.perf_counter()
     bar.close()
-    seconds = time.perf_counter() - t_epoch
-    loss_total, count = fdist.all_reduce_sum([loss_sum.item(), steps - skip], run.dist.device)
-    global_images = images_seen * run.dist.world_size
-    run.train_images_s += global_images
-    run.train_time_s += seconds
-    return {"epoch": epoch, "loss": loss_total / max(count, 1), "res": res, "images": global_images,
-            "seconds": seconds, "images_per_s": global_images / max(seconds, 1e-9),
-            "data_wait": wait / max(seconds, 1e-9), "lr": get_lr(run.cfg, epoch + 1 - 1e-9)}
+    loss_total, count = fdist.all_reduce_sum([p.loss_sum.item(), p.steps], run.dist.device)
+    run.images_trained += p.images
+    run.train_time_s += p.seconds
+    stats = {"epoch": epoch, "loss": loss_total / max(count, 1), "res": res, "images": p.images,
+             "seconds": p.seconds, "images_per_s": p.images / max(p.seconds, 1e-9),
+             "data_wait": p.wait / max(p.seconds, 1e-9), "lr": get_lr(cfg, epoch + 1 - 1e-9)}
+    run.progress = EpochProgress(run.dist.device)
+    return stats
 
 
-def log_train_step(run, epoch, loss, images_seen, wait, t_epoch, res) -> None:
-    seconds = max(time.perf_counter() - t_epoch, 1e-9)
+def log_train_step(run, epoch, loss, res) -> None:
+    p = run.progress
     run.log.write("train_step", run.global_step, epoch=epoch, loss=loss.item(), res=res,
-                  lr=run.optimizer.param_groups[0]["lr"],
-                  images_per_s=images_seen * run.dist.world_size / seconds, data_wait=wait / seconds)
+                  lr=run.optimizer.param_groups[0]["lr"], images_per_s=p.images / max(p.seconds, 1e-9),
+                  data_wait=p.wait / max(p.seconds, 1e-9))
+
+
+def val_logits(run, images):
+    """The network's val logits in float32; with val_flip the mean of the image's and its mirror's (FFCV's lr_tta
+    sums them: same ranking, but the loss here stays that of a mean prediction)."""
+    with torch.autocast(run.dist.device.type, dtype=run.amp_dtype or torch.float32,
+                        enabled=run.amp_dtype is not None):
+        logits = run.model(images).float()
+        if run.cfg["val_flip"]:
+            logits = (logits + run.model(torch.flip(images, dims=[3])).float()) / 2
+    return logits
 
 
 def evaluate(run) -> dict:
-    """Top-1 and top-k (k = min(5, labels)) over the manifest's val rows, summed over all processes."""
-    import torch
-    import torch.nn.functional as F
-
-    from . import distributed as fdist
+    """Top-1 (and top-5 when the run has >= 5 labels) as fractions of the manifest's val rows, and the mean val
+    loss, summed over all processes."""
     run.model.eval()
     k = min(5, len(run.data.label_wnids))
     counts = torch.zeros(4, dtype=torch.float64, device=run.dist.device)  # top-1 hits, top-k hits, images, loss
     with torch.no_grad():
         for images, labels in run.loader(False, run.cfg["val_res"]):
-            images = prepare_images(run, images)
-            with torch.autocast(run.dist.device.type, dtype=run.amp_dtype or torch.float32,
-                                enabled=run.amp_dtype is not None):
-                logits = run.model(images).float()
+            logits = val_logits(run, prepare_images(images, run.amp_dtype, run.cfg["channels_last"]))
             hits = logits.topk(k, dim=1).indices == labels[:, None]
             counts[0] += hits[:, 0].sum()
             counts[1] += hits.any(dim=1).sum()
@@ -600,11 +445,15 @@ def evaluate(run) -> dict:
     c1, c5, n, loss = fdist.all_reduce_sum(counts.tolist(), run.dist.device)
     if n == 0:
         raise FastloadError("the validation set is empty: no val image belongs to a class the manifest keeps")
-    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "topk": k, "val_loss": loss / n, "val_images": int(n)}
+    result = {"top1": c1 / n, "val_loss": loss / n, "val_images": int(n)}
+    if k == 5:  # with fewer labels a "top-5" would be a certain hit
+        result["top5"] = c5 / n
+    return result
 
 
 def fit(run) -> dict:
-    """Train from run.epoch to the last epoch, validating and checkpointing; returns the last validation."""
+    """Train from run.epoch to the last epoch, validating and checkpointing; returns the last validation.
+    With epochs 0 the seeded initial weights are validated and saved (the random-init control)."""
     cfg, last_val = run.cfg, None
     for epoch in range(run.epoch, cfg["epochs"]):
         stats = train_one_epoch(run, epoch)
@@ -615,73 +464,92 @@ def fit(run) -> dict:
             run.log.write("val", run.global_step, epoch=epoch, **last_val)
             entry.update(last_val)
             if run.dist.rank == 0:
-                print(f"epoch {epoch + 1}: loss {stats['loss']:.4f}, top-1 {last_val['top1']:.2f}%, "
-                      f"top-{last_val['topk']} {last_val['top5']:.2f}%, {stats['images_per_s']:,.0f} img/s, "
-                      f"data wait {stats['data_wait']:.0%}", file=sys.stderr)
+                print(f"epoch {epoch + 1}: loss {stats['loss']:.4f}, {describe(last_val)}, "
+                      f"{stats['images_per_s']:,.0f} img/s, data wait {stats['data_wait']:.0%}", file=sys.stderr)
         run.history.append(entry)
         run.epoch, run.step_in_epoch = epoch + 1, 0
         run.save(epoch + 1, 0)
         if run.dist.rank == 0 and cfg["keep_every"] and (epoch + 1) % cfg["keep_every"] == 0:
             save_checkpoint(run.out / f"checkpoint_epoch{epoch + 1}.pt", checkpoint_state(run, epoch + 1, 0))
-    if last_val is None:  # resumed after the last epoch had finished: validate again for the summary
+    if last_val is None:  # epochs 0, or resumed after the last epoch had finished: validate for the summary
         last_val = evaluate(run)
+        if run.log.lines == 0:  # the control's validation (a finished run's was logged before)
+            run.log.write("val", run.global_step, epoch=run.epoch - 1, **last_val)
+    if cfg["epochs"] == 0:
+        run.save(0, 0)
     return last_val
 
 
+def describe(val: dict) -> str:
+    """'top-1 0.4375, top-5 0.8125' (fractions; top-5 only with >= 5 labels)."""
+    return ", ".join(f"{name} {val[key]:.4f}" for key, name in (("top1", "top-1"), ("top5", "top-5")) if key in val)
+
+
 def summarize(run, val: dict, recipe_name: str) -> dict:
+    """summary.json: top1 (and top5 with >= 5 labels) as fractions, the settings, inputs and throughput."""
     return {"recipe": recipe_name, "config": dict(run.cfg), "manifest_recipe": run.data.manifest_recipe,
             "inputs": dict(run.inputs), "epochs": run.epoch, "wall_time_s": run.elapsed(),
-            "train_time_s": run.train_time_s, "images_per_s": run.train_images_s / max(run.train_time_s, 1e-9),
-            "top1": val["top1"], "top5": val["top5"], "topk": val["topk"], "val_images": val["val_images"],
-            "train_images": int(len(run.data.train_rows)), "num_labels": len(run.data.label_wnids),
-            "world_size": run.dist.world_size, "device": str(run.dist.device), "git_commit": git_commit(),
-            "history": run.history}
+            "train_time_s": run.train_time_s, "images_trained": run.images_trained,
+            "images_per_s": run.images_trained / max(run.train_time_s, 1e-9),
+            **{k: val[k] for k in ("top1", "top5") if k in val}, "val_loss": val["val_loss"],
+            "val_images": val["val_images"], "train_images": int(len(run.data.train_rows)),
+            "num_labels": len(run.data.label_wnids), "world_size": run.dist.world_size,
+            "device": str(run.dist.device), "code_version": code_version(), "history": run.history}
 
 
-def prepare_out(out: Path, resume: bool, rank: int) -> bool:
-    """Create the run folder; True when a checkpoint is there to resume from. A finished or started run is never
-    overwritten without --resume."""
-    from . import distributed as fdist
+def prepare_out(out: Path, resume: bool) -> bool:
+    """True when a checkpoint is there to resume from. A finished or started run is never overwritten without
+    --resume. Called by every rank once rank 0 holds the folder's lock."""
     last = out / "last.pt"
     if last.exists() and not resume:
         raise UsageError(f"{out} already holds a run (last.pt): pass --resume to continue it or choose another --out")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    fdist.barrier()
     return resume and last.exists()
+
+
+def start_run(cfg, inputs: dict, dist, out: Path, resume: bool):
+    """The Run with its data, restored from OUT/last.pt when --resume finds one, and its metrics log opened."""
+    found = prepare_out(out, resume)
+    data = load_train_data(inputs["manifest"], inputs["beton"], inputs["val_beton"], inputs["val_index"])
+    run = Run(cfg, {k: str(v) for k, v in inputs.items()}, data, dist, out)
+    ckpt = restore_checkpoint(run, out / "last.pt") if found else None
+    run.log = MetricsLog(out, dist.rank == 0, keep_lines=ckpt["metrics_lines"] if ckpt else 0,
+                         resume_step=ckpt["global_step"] if ckpt else None)
+    if dist.rank == 0:
+        if found:
+            print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step_in_epoch}", file=sys.stderr)
+        elif resume:
+            print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
+    return run
 
 
 def main(recipe: str, overrides, inputs: dict, resume: bool = False) -> dict:
     """Train one run. `inputs`: manifest, beton, val_beton, val_index, out (paths). Returns the summary on rank 0
-    (None on the other ranks)."""
-    from . import distributed as fdist
+    (None on the other ranks). Rank 0 holds OUT's lock for the whole run: a second run into OUT is refused."""
     cfg = apply_overrides(load_recipe(recipe), overrides)
     dist = fdist.init_distributed(cfg["device"])
     try:
         check_config(cfg, dist.world_size)
         out = Path(inputs["out"])
-        found = prepare_out(out, resume, dist.rank)
-        data = load_train_data(inputs["manifest"], inputs["beton"], inputs["val_beton"], inputs["val_index"])
-        run = Run(cfg, {k: str(v) for k, v in inputs.items()}, data, dist, out)
-        if found:
-            restore_checkpoint(run, out / "last.pt")
-            if dist.rank == 0:
-                print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step_in_epoch}", file=sys.stderr)
-        elif resume and dist.rank == 0:
-            print(f"--resume: no checkpoint in {out} yet, starting from scratch", file=sys.stderr)
-        if dist.rank == 0:
-            (out / "config.yaml").write_text(yaml.safe_dump({"recipe": recipe, **cfg, "inputs": run.inputs,
-                                                            "world_size": dist.world_size,
-                                                            "device": str(dist.device)}, sort_keys=False))
-            print(f"pre-training {cfg['arch']} on {len(data.train_rows)} images, {len(data.label_wnids)} labels, "
-                  f"{len(data.val_rows)} val images; {dist.world_size} process(es) on {dist.device}, "
-                  f"{'float32' if run.amp_dtype is None else run.amp_dtype}", file=sys.stderr)
-        val = fit(run)
-        summary = summarize(run, val, recipe)
-        if dist.rank == 0:
-            write_json(out / "summary.json", summary)
-        run.log.close()
-        fdist.barrier()
-        return summary if dist.rank == 0 else None
+        with OutputLock(out, "fastload pretrain") if dist.rank == 0 else nullcontext():
+            fdist.barrier()  # the other ranks start once rank 0 holds the folder
+            return train(cfg, recipe, inputs, dist, out, resume)
     finally:
         fdist.cleanup_distributed()
+
+
+def train(cfg, recipe: str, inputs: dict, dist, out: Path, resume: bool):
+    run = start_run(cfg, inputs, dist, out, resume)
+    if dist.rank == 0:
+        write_text(out / "config.yaml", yaml.safe_dump({"recipe": recipe, **cfg, "inputs": run.inputs,
+                                                        "world_size": dist.world_size,
+                                                        "device": str(dist.device)}, sort_keys=False))
+        print(f"pre-training {cfg['arch']} on {len(run.data.train_rows)} images, {len(run.data.label_wnids)} "
+              f"labels, {len(run.data.val_rows)} val images; {dist.world_size} process(es) on {dist.device}, "
+              f"{'float32' if run.amp_dtype is None else run.amp_dtype}", file=sys.stderr)
+    val = fit(run)
+    summary = summarize(run, val, recipe)
+    if dist.rank == 0:
+        write_json(out / "summary.json", summary)
+    run.log.close()
+    fdist.barrier()
+    return summary if dist.rank == 0 else None

@@ -1,24 +1,27 @@
 """`fastload report RESULTS`: report.md with the paper's figures and tables, reproduced next to published numbers.
 
-Reads only RESULTS/plan.json (the plan: which run feeds which figure or table, through each run's `tags`),
-RESULTS/results.jsonl (the store: each step's metrics) and datasets/paper_results.yaml (the published numbers).
+Reads only RESULTS/steps.json through the plan module (the plan: which run feeds which figure or table, through
+each run's `tags`), RESULTS/results.jsonl (the store: each step's metrics; a record counts when its step is in the
+steps file with the same command) and datasets/paper_results.yaml (the published numbers).
+Stored metrics are fractions; the report shows them in percent (mAP, accuracy and top-1 alike), to 2 decimals.
 Numbers: the mean over seeds with the sample standard deviation and the number of seeds, "mean ± std (n)".
-Differences between two runs are paired by seed where both have the same seeds (else unpaired).
+Differences between two runs are paired by seed where both have the same seeds (else unpaired, with the combined
+std sqrt(std_a² + std_b²)); a difference whose |mean| is below its std is marked "within noise".
 """
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .errors import FastloadError
-from .files import write_text
+from .files import atomic_path, write_text
+from .plan import KINDS, read_steps_file
 from .resources import dataset_file
 from .store import ResultsStore
 
 PRETRAIN = "pretrain_top1"   # pseudo-evaluation: the pre-training run's own val top-1
-# figure id -> (kind, title, x label)
+# figure id (a plan tag) -> (kind, title, x label)
 FIGURES = {
     "fig1": ("line", "Figure 1: performance versus pre-training images per class", "images per class"),
     "fig2": ("line", "Figure 2: performance versus number of pre-training classes", "number of classes"),
@@ -26,12 +29,17 @@ FIGURES = {
     "fig6": ("coarse_fine", "Figure 6: coarse-class minus fine-class accuracy (1000-class model)", ""),
     "fig9": ("bars", "Figure 9: random and minimal splits A, B and A+B (last-layer fine-tuning)", ""),
 }
-# table id -> (kind, title)
+# table id (a plan tag) -> (kind, title)
 TABLES = {
     "table1": ("columns", "Table 1: 1000 fine classes versus 127 coarse classes"),
     "table2": ("grid", "Table 2: a fixed budget of images: more classes or more images per class"),
     "table3": ("columns", "Table 3: pre-training without the PASCAL classes"),
 }
+PAPER_UNIT = "percent"       # datasets/paper_results.yaml holds the numbers as the paper prints them
+PAPER_KEYS = {"source", "unit", "values", "differences", "paper_only"}
+PAPER_ENTRY_KEYS = {"value", "std", "source", "note", "approximate"}
+PAPER_DIFFERENCE_KEYS = {"evaluation", "run", "baseline", "paper"} | PAPER_ENTRY_KEYS - {"value"}
+NOISE = "within noise"
 
 
 # ---------------------------------------------------------------- collecting numbers
@@ -46,28 +54,37 @@ def dig(metrics, path: str):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def collect(plan: dict, done: list) -> dict:
-    """(run id, evaluation) -> {seed: value} from the store's 'done' records (latest per step wins)."""
-    evals = plan["evaluations"]
+def _reading(plan, rec, baseline: bool):
+    """(evaluation name, metric key, per-seed list key) of a record's number, or None when it has none."""
+    if rec["kind"] == "pretrain":
+        return None if baseline else (PRETRAIN, KINDS["pretrain"].metric, None)
+    ev = plan.evaluations.get(rec.get("evaluation"))
+    if ev is None or ev.metric is None:
+        return None
+    kind = KINDS[ev.kind]
+    if baseline:
+        return None if kind.baseline_metric is None else (ev.name, kind.baseline_metric, None)
+    return ev.name, ev.metric, kind.per_seed
+
+
+def collect(plan, done: list, baseline: bool = False) -> dict:
+    """(run id, evaluation) -> {seed: value} from the store's 'done' records; with baseline=True the baseline
+    model's number on the same data (induction's `baseline.top1`)."""
     out = {}
     for rec in done:
-        run, metrics = rec.get("run"), rec.get("metrics") or {}
-        if rec["kind"] == "pretrain":
-            value, name = dig(metrics, "top1"), PRETRAIN
-        elif rec.get("evaluation") in evals:
-            name = rec["evaluation"]
-            ev = evals[name]
-            if rec.get("seed") is None and isinstance(metrics.get("runs"), list):
-                # one step ran several seeds: {runs: [{seed, value}]}
-                for r in metrics["runs"]:
-                    if isinstance(r, dict) and isinstance(r.get("value"), (int, float)) and run is not None:
-                        out.setdefault((run, name), {})[r.get("seed")] = r["value"] * ev.get("scale", 1.0)
-                continue
-            value = dig(metrics, ev["metric"])
-            value = None if value is None else value * ev.get("scale", 1.0)
-        else:
+        reading, run = _reading(plan, rec, baseline), rec.get("run")
+        if reading is None or run is None:
             continue
-        if value is not None and run is not None:
+        name, metric, per_seed = reading
+        metrics = rec.get("metrics") or {}
+        if rec.get("seed") is None and per_seed and isinstance(metrics.get(per_seed), list):
+            # one step ran several seeds: {runs: [{seed, value}]}
+            for r in metrics[per_seed]:
+                if isinstance(r, dict) and isinstance(r.get("value"), (int, float)):
+                    out.setdefault((run, name), {})[r.get("seed")] = float(r["value"])
+            continue
+        value = dig(metrics, metric)
+        if value is not None:
             out.setdefault((run, name), {})[rec.get("seed")] = value
     return out
 
@@ -81,91 +98,155 @@ def stats(values: dict):
 
 
 def difference(a: dict, b: dict):
-    """(mean, std, n) of a - b: paired by seed when the seeds agree, else the unpaired difference of means."""
+    """(mean, std, n) of a - b: paired by seed when the seeds agree, else the difference of the means with the
+    combined std sqrt(std_a² + std_b²) and n the smaller seed count."""
     if not a or not b:
         return None
     common = sorted(set(a) & set(b), key=str)
     if common and len(common) == len(a) == len(b):
         return stats({s: a[s] - b[s] for s in common})
     (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
-    return ma - mb, math.sqrt(sa ** 2 / na + sb ** 2 / nb), min(na, nb)
+    return ma - mb, math.sqrt(sa ** 2 + sb ** 2), min(na, nb)
+
+
+def noise_note(diff) -> str:
+    """'within noise' when |mean| < std; with one seed on a side the spread is unknown."""
+    if diff is None:
+        return ""
+    mean, std, n = diff
+    if n < 2:
+        return "1 seed: spread unknown"
+    return NOISE if abs(mean) < std else ""
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}"
 
 
 def fmt(stat) -> str:
+    """'mean ± std (n)' in percent; the value alone for one seed."""
     if stat is None:
         return "—"
     mean, std, n = stat
-    return f"{mean:.3f} ± {std:.3f} ({n})" if n > 1 else f"{mean:.3f}"
+    return f"{pct(mean)} ± {pct(std)} ({n})" if n > 1 else pct(mean)
 
 
-def fmt_paper(value) -> str:
-    return "—" if value is None else f"{value:g}"
+def fmt_diff(diff) -> str:
+    note = noise_note(diff)
+    return fmt(diff) + (f", {note}" if note else "")
 
 
 # ---------------------------------------------------------------- inputs
 
 def load_inputs(results_dir):
+    """(plan, done records of the current steps, failed records, records left out, paper numbers)."""
     results = Path(results_dir)
-    plan_file = results / "plan.json"
-    if not plan_file.is_file():
-        raise FastloadError(f"{plan_file} is missing: {results} is not a folder written by `fastload reproduce`")
-    expanded = json.loads(plan_file.read_text())
-    plan, step_ids = expanded["plan"], {s["id"] for s in expanded.get("steps", [])}
+    steps_file = read_steps_file(results)
+    fingerprints = {s.id: s.fingerprint() for s in steps_file.steps}
     store = ResultsStore(results)
-    done = list(store.done().values())
+    all_done = store.done()
+    done = [r for step, r in all_done.items() if r.get("fingerprint") == fingerprints.get(step)]
     failed = [r for step, r in store.latest().items()
-              if r["status"] == "failed" and step in step_ids and step not in store.done()]
-    return plan, done, failed, load_paper_results()
+              if r["status"] == "failed" and step in fingerprints and step not in all_done]
+    return steps_file.plan, done, failed, len(all_done) - len(done), load_paper_results()
 
 
 def load_paper_results(path=None) -> dict:
-    import yaml
+    """datasets/paper_results.yaml: {source, unit, values: {evaluation: {run: entry}}, differences: [entry],
+    paper_only}; an entry is a number or {value, std, source, note, approximate}."""
     path = Path(path) if path else dataset_file("paper_results.yaml")
     try:
         paper = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise FastloadError(f"{path}: not valid YAML: {e}") from None
+    _check_paper_keys(path, "top level", paper, PAPER_KEYS)
+    if paper.get("unit") != PAPER_UNIT:
+        raise FastloadError(f"{path}: 'unit' must be {PAPER_UNIT!r} (the paper's own numbers), "
+                            f"got {paper.get('unit')!r}")
     paper.setdefault("values", {})
     paper.setdefault("differences", [])
     paper.setdefault("paper_only", {})
+    for evaluation, runs in paper["values"].items():
+        for run, entry in (runs or {}).items():
+            if isinstance(entry, dict):
+                _check_paper_keys(path, f"values.{evaluation}.{run}", entry, PAPER_ENTRY_KEYS)
+    for d in paper["differences"]:
+        if not isinstance(d, dict) or not {"evaluation", "run", "baseline", "paper"} <= set(d):
+            raise FastloadError(f"{path}: a difference needs evaluation, run, baseline and paper, got {d!r}")
+        _check_paper_keys(path, f"difference {d['evaluation']}/{d['run']}", d, PAPER_DIFFERENCE_KEYS)
     return paper
 
 
+def _check_paper_keys(path, where, entry, allowed):
+    unknown = sorted(set(entry) - allowed) if isinstance(entry, dict) else ["<not a mapping>"]
+    if unknown:
+        raise FastloadError(f"{path}: {where}: unknown key(s) {', '.join(map(str, unknown))} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def paper_entry(entry):
+    """A paper number as {value, std, source, note, approximate} (None when the paper states none)."""
+    if entry is None:
+        return None
+    if isinstance(entry, dict):
+        return {"std": None, "source": "", "note": "", "approximate": False, **entry}
+    return {"value": float(entry), "std": None, "source": "", "note": "", "approximate": False}
+
+
 def paper_value(paper, evaluation, run):
-    return (paper["values"].get(evaluation) or {}).get(run)
+    return paper_entry((paper["values"].get(evaluation) or {}).get(run))
+
+
+def fmt_paper(entry) -> str:
+    """The paper's number as it prints it, with its ± where it has one."""
+    if entry is None:
+        return "—"
+    text = ("≈ " if entry["approximate"] else "") + f"{entry['value']:g}"
+    return text + (f" ± {entry['std']:g}" if entry["std"] is not None else "")
 
 
 def tagged(plan, tag) -> list:
     """(run id, tag value) of the runs tagged for a figure or table, in plan order."""
-    return [(r["id"], r["tags"][tag]) for r in plan["runs"] if tag in (r.get("tags") or {})]
+    return [(r.id, r.tags[tag]) for r in plan.runs if tag in r.tags]
 
 
 def label_of(plan, evaluation) -> str:
     if evaluation == PRETRAIN:
-        return "pre-training top-1 (own label set)"
-    return plan["evaluations"][evaluation].get("label", evaluation)
+        return "pre-training top-1 (%, own label set)"
+    return plan.evaluations[evaluation].label
 
 
 def evaluations_of(plan, numbers, runs) -> list:
-    names = [e for e in list(plan["evaluations"]) + [PRETRAIN] if any((r, e) in numbers for r in runs)]
-    return [e for e in names if plan["evaluations"].get(e, {}).get("kind") not in ("induction", "coarse_fine")]
+    """The evaluations with a number for any of these runs (the ones shown as rows and panels)."""
+    names = [e for e in list(plan.evaluations) + [PRETRAIN] if any((r, e) in numbers for r in runs)]
+    # a kind read against its own baseline (induction: each run's unseen classes differ) is not compared across runs
+    return [e for e in names if e == PRETRAIN or KINDS[plan.evaluations[e].kind].baseline_metric is None]
+
+
+def control_of(plan):
+    """(run id, label) of the control run (tag `control`), or None."""
+    run = plan.control()
+    return None if run is None else (run.id, str(run.tags["control"]))
 
 
 # ---------------------------------------------------------------- tables
 
 def columns_table(plan, numbers, paper, tag, title) -> list:
     cols = tagged(plan, tag)
-    extra = list((paper["paper_only"].get(tag) or {}).items())
     if not cols:
         return []
+    extra = list((paper["paper_only"].get(tag) or {}).items())
     runs = [r for r, _ in cols]
+    control = control_of(plan)
+    control = control if control and control[0] not in runs else None
     header = ["evaluation"] + [f"{label} {part}" for _, label in cols for part in ("reproduced", "paper")] + \
-             [f"{label} paper" for _, label in extra]
+             [f"{label} paper" for _, label in extra] + ([f"{control[1]} (control) reproduced"] if control else [])
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations_of(plan, numbers, runs):
         cells = [label_of(plan, ev)]
         cells += [f"{fmt(stats(numbers.get((r, ev))))} | {fmt_paper(paper_value(paper, ev, r))}" for r in runs]
         cells += [fmt_paper(paper_value(paper, ev, key)) for key, _ in extra]
+        cells += [fmt(stats(numbers.get((control[0], ev))))] if control else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -192,37 +273,83 @@ def grid_table(plan, numbers, paper, tag, title) -> list:
     return lines
 
 
-def differences_table(plan, numbers, paper) -> list:
-    """The paper's stated differences, and each table column against its table's first column."""
-    wanted = [(d["evaluation"], d["run"], d["baseline"], d.get("paper")) for d in paper["differences"]]
+def control_table(plan, numbers) -> list:
+    """The control run as its own row, and every other run's number with its difference from the control's."""
+    control = control_of(plan)
+    if control is None:
+        return []
+    cid, clabel = control
+    evs = [e for e in evaluations_of(plan, numbers, [cid]) if e != PRETRAIN]
+    if not evs:
+        return []
+    header = ["run"] + [label_of(plan, e) for e in evs]
+    lines = [f"### Against the control: {clabel}", "",
+             f"Each cell: the run's number and, in brackets, its difference from the control run `{cid}` "
+             f"(paired by seed; \"{NOISE}\" when |difference| < its std).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             "| " + " | ".join([f"{clabel} (control)"] + [fmt(stats(numbers.get((cid, e)))) for e in evs]) + " |"]
+    for run in plan.runs:
+        if run.id == cid or not any((run.id, e) in numbers for e in evs):
+            continue
+        cells = []
+        for e in evs:
+            mine = numbers.get((run.id, e))
+            cells.append(f"{fmt(stats(mine))} (Δ {fmt_diff(difference(mine, numbers.get((cid, e))))})"
+                         if mine else "—")
+        lines.append(f"| {run.id} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _paper_difference(d: dict) -> dict:
+    return paper_entry({**{k: v for k, v in d.items() if k not in ("evaluation", "run", "baseline", "paper")},
+                        "value": float(d["paper"])})
+
+
+def _wanted_differences(plan, numbers, paper) -> list:
+    """(evaluation, run, baseline, paper entry): the paper's stated differences, then each table column against
+    its table's first column where both have the number (not pre-training top-1: label sets differ)."""
+    wanted = [(d["evaluation"], d["run"], d["baseline"], _paper_difference(d)) for d in paper["differences"]]
     for tag, (kind, _) in TABLES.items():
         cols = tagged(plan, tag)
         if kind == "columns" and len(cols) > 1:
+            base = cols[0][0]
             for r, _ in cols[1:]:
-                for ev in evaluations_of(plan, numbers, [r, cols[0][0]]):
-                    if not any(w[:3] == (ev, r, cols[0][0]) for w in wanted):
-                        wanted.append((ev, r, cols[0][0], None))
+                for ev in evaluations_of(plan, numbers, [r, base]):
+                    if ev != PRETRAIN and (r, ev) in numbers and (base, ev) in numbers and \
+                            not any(w[:3] == (ev, r, base) for w in wanted):
+                        wanted.append((ev, r, base, None))
+    return wanted
+
+
+def differences_table(plan, numbers, baselines, paper) -> list:
+    """Run minus baseline, paired by seed. For an evaluation read against its own baseline model (induction), the
+    baseline's number is the one measured on the same classes and images."""
     lines = ["### Differences (run minus baseline)", "",
-             "| evaluation | run | baseline | reproduced difference ± std (n) | paper |", "|---|---|---|---|---|"]
-    run_ids = {r["id"] for r in plan["runs"]}
-    for ev, run, base, paper_diff in wanted:
-        if (ev != PRETRAIN and ev not in plan["evaluations"]) or not {run, base} <= run_ids:
+             "| evaluation | run | baseline | reproduced difference ± std (n) | paper | paper's source |",
+             "|---|---|---|---|---|---|"]
+    run_ids = set(plan.run_ids())
+    for ev, run, base, paper_diff in _wanted_differences(plan, numbers, paper):
+        if (ev != PRETRAIN and ev not in plan.evaluations) or not {run, base} <= run_ids:
             continue
-        diff = difference(numbers.get((run, ev)), numbers.get((base, ev)))
-        lines.append(f"| {label_of(plan, ev)} | {run} | {base} | {fmt(diff)} | {fmt_paper(paper_diff)} |")
+        own_baseline = ev != PRETRAIN and plan.evaluations[ev].baseline == base and (run, ev) in baselines
+        reference = baselines.get((run, ev)) if own_baseline else numbers.get((base, ev))
+        diff = difference(numbers.get((run, ev)), reference)
+        source = "; ".join(x for x in ((paper_diff or {}).get("source"), (paper_diff or {}).get("note")) if x)
+        lines.append(f"| {label_of(plan, ev)} | {run} | {base} | {fmt_diff(diff) if diff else '—'} | "
+                     f"{fmt_paper(paper_diff)} | {source} |")
     return lines + [""]
 
 
 def all_results_table(plan, numbers) -> list:
     lines = ["### Every result", "", "| run | evaluation | mean ± std (n) | per seed |", "|---|---|---|---|"]
     for (run, ev), values in sorted(numbers.items()):
-        seeds = ", ".join(f"{'-' if s is None else s}: {v:.3f}"
+        seeds = ", ".join(f"{'-' if s is None else s}: {pct(v)}"
                           for s, v in sorted(values.items(), key=lambda kv: str(kv[0])))
         lines.append(f"| {run} | {label_of(plan, ev)} | {fmt(stats(values))} | {seeds} |")
     return lines + [""]
 
 
-# ---------------------------------------------------------------- figures
+# ---------------------------------------------------------------- figures (every number in percent)
 
 def _pyplot():
     import matplotlib
@@ -231,10 +358,32 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path):
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+def _save(plt, fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _control_line(ax, plan, numbers, ev):
+    """The control run's mean as a dashed reference line, its ± std as a band when it has several seeds."""
+    control = control_of(plan)
+    s = stats(numbers.get((control[0], ev))) if control else None
+    if s is None:
+        return
+    mean, std, n = (100 * s[0], 100 * s[1], s[2])
+    ax.axhline(mean, color="gray", linestyle="--", linewidth=1, label=f"{control[1]} (control)")
+    if n > 1:
+        ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15, linewidth=0)
+
+
+def _series(points, numbers, ev):
+    """x, mean, error bar (the std where a point has more than one seed, else none) in percent."""
+    xs, ys, es = [], [], []
+    for r, x in sorted(points, key=lambda p: p[1]):
+        s = stats(numbers.get((r, ev)))
+        if s:
+            xs.append(x), ys.append(100 * s[0]), es.append(100 * s[1] if s[2] > 1 else 0.0)
+    return xs, ys, es
 
 
 def line_figure(plan, numbers, paper, tag, title, xlabel, path) -> bool:
@@ -245,26 +394,24 @@ def line_figure(plan, numbers, paper, tag, title, xlabel, path) -> bool:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(evs), figsize=(4 * len(evs), 3.4), squeeze=False)
     for ax, ev in zip(axes[0], evs):
-        xs, ys, es, px, py = [], [], [], [], []
-        for r, x in sorted(points, key=lambda p: p[1]):
-            s = stats(numbers.get((r, ev)))
-            if s:
-                xs.append(x), ys.append(s[0]), es.append(s[1])
-            if paper_value(paper, ev, r) is not None:
-                px.append(x), py.append(paper_value(paper, ev, r))
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label="reproduced")
-        if px:
-            ax.plot(px, py, "x", color="crimson", markersize=9, label="paper")
+        xs, ys, es = _series(points, numbers, ev)
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label="reproduced (mean ± std over seeds)")
+        published = [(x, paper_value(paper, ev, r)) for r, x in points if paper_value(paper, ev, r)]
+        if published:
+            ax.errorbar([x for x, _ in published], [p["value"] for _, p in published],
+                        yerr=[p["std"] or 0.0 for _, p in published], fmt="x", color="crimson", markersize=9,
+                        capsize=3, label="paper")
+        _control_line(ax, plan, numbers, ev)
         ax.set_xscale("log")
         ticks = sorted({x for _, x in points})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
+        ax.set_ylabel("%")
         ax.set_title(label_of(plan, ev), fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -292,18 +439,19 @@ def induction_figure(plan, done, tag, title, path) -> list:
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 0.6 * len(series) * max(1, len(keys))), 3.4))
     width = 0.8 / max(1, len(keys))
     for j, key in enumerate(keys):
-        ax.bar([i + j * width for i in range(len(series))], [m.get(key, 0) for _, m in series], width, label=key)
-    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(series))], [str(s) for s, _ in series])
+        ax.bar([i + j * width for i in range(len(series))], [100 * m.get(key, 0) for _, m in series], width,
+               label=key)
+    centres = [i + width * (len(keys) - 1) / 2 for i in range(len(series))]
+    ax.set_xticks(centres, [str(s) for s, _ in series])
     if any(c is not None for c in chance):
-        ax.scatter([i + width * (len(keys) - 1) / 2 for i in range(len(series))], chance, marker="_", s=600,
-                   color="black", label="chance (top-1)", zorder=3)
-    ax.set_ylabel("nearest-neighbour accuracy")
+        ax.scatter(centres, [None if c is None else 100 * c for c in chance], marker="_", s=600, color="black",
+                   label="chance (top-1)", zorder=3)
+    ax.set_ylabel("nearest-neighbour accuracy (%)")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
-    plt.close(fig)
-    lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    lines += [f"| {s} | " + " | ".join(f"{m[k]:.3f}" if k in m else "—" for k in keys) + " |" for s, m in series]
+    _save(plt, fig, path)
+    lines = ["| run | " + " | ".join(f"{k} (%)" for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    lines += [f"| {s} | " + " | ".join(pct(m[k]) if k in m else "—" for k in keys) + " |" for s, m in series]
     return lines + [""]
 
 
@@ -316,25 +464,27 @@ def coarse_fine_figure(plan, done, tag, title, path, show=5) -> list:
     rows = sorted(rows, key=lambda r: -float(r["gap"]))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 0.25 * len(rows)), 3.4))
-    ax.bar(range(len(rows)), [float(r["gap"]) for r in rows], color="tab:orange")
+    ax.bar(range(len(rows)), [100 * float(r["gap"]) for r in rows], color="tab:orange")
     ax.set_xticks(range(len(rows)), [str(r.get("name", r.get("coarse_wnid"))) for r in rows], rotation=90,
                   fontsize=6)
-    ax.set_ylabel("coarse acc. - fine acc.")
+    ax.set_ylabel("coarse acc. - fine acc. (points)")
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
-    plt.close(fig)
-    lines = ["| coarse class | sub-classes | coarse acc. | fine acc. | gap |", "|---|---|---|---|---|"]
+    _save(plt, fig, path)
+    lines = ["| coarse class | sub-classes | coarse acc. (%) | fine acc. (%) | gap (points) |", "|---|---|---|---|---|"]
     picked = rows if len(rows) <= 2 * show else rows[:show] + rows[-show:]
-    lines += [f"| {r.get('name')} ({r.get('coarse_wnid')}) | {r.get('subclasses')} | {float(r['coarse_acc']):.3f} | "
-              f"{float(r['fine_acc']):.3f} | {float(r['gap']):.3f} |" for r in picked]
-    return lines + [f"", f"mean gap over {len(rows)} coarse classes: {np.mean([float(r['gap']) for r in rows]):.3f}",
-                    ""]
+    lines += [f"| {r.get('name')} ({r.get('coarse_wnid')}) | {r.get('subclasses')} | {pct(float(r['coarse_acc']))} | "
+              f"{pct(float(r['fine_acc']))} | {pct(float(r['gap']))} |" for r in picked]
+    return lines + ["", f"mean gap over {len(rows)} coarse classes: "
+                        f"{pct(np.mean([float(r['gap']) for r in rows]))} points", ""]
+
+
+def _split_cells(plan, tag):
+    # tag = [group, bar], or a list of them when one run stands in several places (A+B of both split kinds)
+    return [(r, cell) for r, v in tagged(plan, tag) for cell in (v if v and isinstance(v[0], (list, tuple)) else [v])]
 
 
 def bars_figure(plan, numbers, paper, tag, title, path) -> list:
-    # tag = [group, bar], or a list of them when one run stands in several places (A+B of both split kinds)
-    cells = [(r, cell) for r, v in tagged(plan, tag)
-             for cell in (v if v and isinstance(v[0], (list, tuple)) else [v])]
+    cells = _split_cells(plan, tag)
     groups = list(dict.fromkeys(str(v[0]) for _, v in cells))
     bars = sorted(dict.fromkeys(str(v[1]) for _, v in cells), key=lambda b: (len(b), b))  # A, B, A+B
     # only evaluations that every bar has somewhere (not one the A+B run has alone)
@@ -350,8 +500,9 @@ def bars_figure(plan, numbers, paper, tag, title, path) -> list:
         width = 0.8 / len(bars)
         for j, bar in enumerate(bars):
             s = [stats(numbers.get((at.get((g, bar)), ev))) for g in groups]
-            ax.bar([i + j * width for i in range(len(groups))], [x[0] if x else 0 for x in s], width,
-                   yerr=[x[1] if x else 0 for x in s], capsize=3, label=bar)
+            ax.bar([i + j * width for i in range(len(groups))], [100 * x[0] if x else 0 for x in s], width,
+                   yerr=[100 * x[1] if x and x[2] > 1 else 0 for x in s], capsize=3, label=bar)
+        _control_line(ax, plan, numbers, ev)
         ax.set_xticks([i + width * (len(bars) - 1) / 2 for i in range(len(groups))], groups)
         ax.set_title(label_of(plan, ev), fontsize=9)
         ax.legend(fontsize=7)
@@ -359,28 +510,18 @@ def bars_figure(plan, numbers, paper, tag, title, path) -> list:
         lines += [f"| {g} | " + " | ".join(fmt(stats(numbers.get((at.get((g, b)), ev)))) for b in bars) + " |"
                   for g in groups] + [""]
     fig.suptitle(title, fontsize=10)
-    _save(fig, path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return lines
 
 
 # ---------------------------------------------------------------- the report
 
-def write_report(results_dir) -> Path:
-    """Write RESULTS/report.md and RESULTS/figures/*.png; returns the report's path."""
-    results = Path(results_dir)
-    plan, done, failed, paper = load_inputs(results)
-    numbers = collect(plan, done)
-    figures = results / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    lines = [f"# fastload report: plan {plan['name']}", "", plan.get("description", "").strip(), "",
-             f"{len(done)} completed steps in {results / 'results.jsonl'}. Reproduced numbers are mean ± sample std "
-             f"(number of seeds); paper numbers from {paper.get('source', 'the paper')} (— where the paper states "
-             "none or the plan did not run it).", ""]
+def _figure_sections(plan, numbers, done, paper, figures) -> list:
+    lines = []
     for fig_id, (kind, title, xlabel) in FIGURES.items():
         path = figures / f"{fig_id}.png"
         if kind == "line":
-            body = [] if not line_figure(plan, numbers, paper, fig_id, title, xlabel, path) else [""]
+            body = [""] if line_figure(plan, numbers, paper, fig_id, title, xlabel, path) else []
         elif kind == "induction":
             body = induction_figure(plan, done, fig_id, title, path)
         elif kind == "coarse_fine":
@@ -389,11 +530,28 @@ def write_report(results_dir) -> Path:
             body = bars_figure(plan, numbers, paper, fig_id, title, path)
         if body:
             lines += [f"## {title}", "", f"![{fig_id}](figures/{fig_id}.png)", ""] + body
+    return lines
+
+
+def write_report(results_dir) -> Path:
+    """Write RESULTS/report.md and RESULTS/figures/*.png; returns the report's path."""
+    results = Path(results_dir)
+    plan, done, failed, left_out, paper = load_inputs(results)
+    numbers, baselines = collect(plan, done), collect(plan, done, baseline=True)
+    lines = [f"# fastload report: plan {plan.name}", "", plan.description.strip(), "",
+             f"{len(done)} completed steps in {results / 'results.jsonl'}"
+             + (f" ({left_out} earlier results of steps the plan changed or dropped are left out)" if left_out else "")
+             + ". Every number is in percent. Reproduced numbers are mean ± sample std (number of seeds); "
+             f"paper numbers from {paper.get('source', 'the paper')}, with the paper's ± where it gives one "
+             f"(— where the paper states none or the plan did not run it). A difference whose |mean| is below its std is "
+             f"marked \"{NOISE}\".", ""]
+    lines += _figure_sections(plan, numbers, done, paper, results / "figures")
     lines += ["## Tables", ""]
     for tab_id, (kind, title) in TABLES.items():
         maker = columns_table if kind == "columns" else grid_table
         lines += maker(plan, numbers, paper, tab_id, title)
-    lines += differences_table(plan, numbers, paper) + all_results_table(plan, numbers)
+    lines += control_table(plan, numbers) + differences_table(plan, numbers, baselines, paper)
+    lines += all_results_table(plan, numbers)
     if failed:
         lines += ["### Failed steps (rerun `fastload reproduce` with the same --out to retry)", ""]
         lines += [f"- {r['step']}: {r.get('error', 'failed').split('; log ')[0]} (log: {r.get('log')})"

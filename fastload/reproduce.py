@@ -1,16 +1,76 @@
-"""`fastload reproduce`: expand a plan into steps and run them with a launcher, resumably.
+"""`fastload reproduce`: expand a plan into steps and run them with a launcher, resumably; or, with --dry-run, say
+what the plan costs.
 
-Everything a run produces lives in RESULTS: compiled/, manifests/, runs/, evals/, logs/, plan.json (the expanded
+Everything a run produces lives in RESULTS: compiled/, manifests/, runs/, evals/, logs/, steps.json (the expanded
 steps and the plan, for Slurm jobs and the report) and results.jsonl (the results store). Running the same command
-again skips every step the store records as done, so a killed run is resumed by starting it again.
+again skips every step the store records as done, so a killed run is resumed by starting it again. One reproduce
+at a time may use a RESULTS folder (fastload.files.OutputLock).
+
+The dry run prices each step from a rate: one this machine measured where there is one (the wall times of done
+steps in the store of --out, `fastload bench train --json` files given with --bench-json), else the documented
+estimate of ESTIMATES; it prints which, and the plan's GPU-hours and its makespan on --gpus under the same
+scheduling rules as the local launcher.
 """
-from dataclasses import asdict
+import collections
+import functools
+import json
+import statistics
 from pathlib import Path
 
-from .errors import UsageError
-from .launchers import LAUNCHERS, run_local, run_slurm, stop_on_sigterm, write_steps
-from .plan import build_steps, load_plan, parse_data_roots, select_steps
+from .errors import FastloadError, UsageError
+from .files import OutputLock
+from .launchers import (LAUNCHERS, DevicePool, format_duration, run_local, run_slurm, simulate, step_class,
+                        stop_on_sigterm)
+from .plan import build_steps, load_plan, parse_data_roots, select_steps, write_steps
 from .store import ResultsStore
+
+IMAGENET_TRAIN_IMAGES = 1_281_167   # ILSVRC-2012 train set
+IMAGENET_CLASSES = 1000
+
+DET_IMAGES_PER_S = 12      # assumed (not measured): AlexNet Faster R-CNN / R*CNN training images/s on one GPU
+SUN_IMAGES_PER_S = 1_250   # assumed (not measured): AlexNet fine-tuning on SUN397 JPEGs, decoding bound
+
+# What a step costs when this machine has measured nothing, each with its source; declared once, printed as
+# "estimated". "pretrain" is a rate (images/s per GPU at `px` pixels, scaled by pixel count to the recipe's crop;
+# data-parallel GPUs add up); every other entry is the seconds one step takes on one GPU (or CPU slot). Transfer
+# entries are keyed by config file name.
+ESTIMATES = {
+    "pretrain": {"images_per_s": 41_600, "px": 224,
+                 "source": "the H200 AlexNet train step alone (bf16, channels_last, batch 512): 41,600 img/s at "
+                           "224 px, 68,300 at 160 (developers' guide, issue 10), scaled by pixels; the loader and "
+                           "fp32 (the paper recipe) are not in it: a lower bound"},
+    "compile": {"seconds": 3600, "source": "assumption, not measured: ImageNet's 1.33M JPEGs decoded, resized "
+                                           "and written in about an hour on a 16-64 core node"},
+    "manifest": {"seconds": 10, "source": "README: 0.36 s per manifest with Numba, plus process start and the "
+                                          "6 s JIT"},
+    "synth": {"seconds": 60, "source": "assumption: a small synthetic dataset"},
+    # transfers: the images each config trains on (the configs' schedules) at an assumed rate, not a measured one
+    "faster-rcnn_alexnet-caffe_70k_voc07.py": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "py-faster-rcnn ZF end2end: 70k updates x iter_size 2 = "
+                                                        f"140k images at an assumed {DET_IMAGES_PER_S} images/s"},
+    "faster-rcnn_alexnet-tv_70k_voc07.py": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "as faster-rcnn_alexnet-caffe_70k_voc07: 140k images at an "
+                                                        f"assumed {DET_IMAGES_PER_S} images/s"},
+    "faster-rcnn_alexnet-caffe_70k-1img_voc07.py": {
+        "seconds": 70_000 / DET_IMAGES_PER_S, "source": "70k one-image iterations at an assumed "
+                                                       f"{DET_IMAGES_PER_S} images/s"},
+    "rstarcnn_alexnet-caffe_70k_voc12-action.py": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "R*CNN: 70k iterations of 2 images = 140k images at an "
+                                                        f"assumed {DET_IMAGES_PER_S} images/s"},
+    "rstarcnn_alexnet-tv_70k_voc12-action.py": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "as rstarcnn_alexnet-caffe: 140k images at an assumed "
+                                                        f"{DET_IMAGES_PER_S} images/s"},
+    "alexnet-caffe_50k_sun397.py": {
+        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "50k iterations of 50 images (Caffe's fine-tuning "
+                                                            f"example) at an assumed {SUN_IMAGES_PER_S:,} images/s"},
+    "alexnet-tv_50k_sun397.py": {
+        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "as alexnet-caffe_50k_sun397: 2.5M images at an "
+                                                            f"assumed {SUN_IMAGES_PER_S:,} images/s"},
+    "imagenet_cls": {"seconds": 1800, "source": "assumption: fc7 features of 1.33M images at ~3x the train "
+                                                "step's rate (~11 min) and a new fc8 trained on them"},
+    "induction": {"seconds": 900, "source": "assumption: fc7 features of ImageNet train + val and a kNN search"},
+    "coarse_fine": {"seconds": 900, "source": "assumption: fc7 features and nearest neighbours, as induction"},
+}
 
 
 def synth_roots(plan, results_dir) -> dict:
@@ -18,31 +78,212 @@ def synth_roots(plan, results_dir) -> dict:
     return {key: Path(results_dir).resolve() / "data" / key for key in plan.data}
 
 
-def prepare(plan_name, data, results_dir, synth=False, only=None):
-    """The plan, every step, and the selected steps; writes RESULTS/plan.json."""
-    plan = load_plan(plan_name)
+def data_roots(plan, data, results_dir, synth=False, dry_run=False) -> dict:
     if synth and data:
         raise UsageError("--data and --synth exclude each other: either real data roots or generated ones")
-    if not synth and not data:
+    if synth:
+        return synth_roots(plan, results_dir)
+    if not data and dry_run:
+        return {key: Path("DATA") / key for key in plan.data}  # a dry run reads no data
+    if not data:
         raise UsageError("--data is required (DIR holding imagenet/ voc/ sun/, or KEY=PATH ...); "
                          "or --synth to generate synthetic data")
-    roots = synth_roots(plan, results_dir) if synth else parse_data_roots(data, plan)
+    return parse_data_roots(data, plan)
+
+
+def prepare(plan_name, data, results_dir, synth=False, only=None):
+    """The plan, every step, and the selected steps; writes RESULTS/steps.json."""
+    plan = load_plan(plan_name)
+    roots = data_roots(plan, data, results_dir, synth=synth)
     steps = build_steps(plan, roots, results_dir, synth=synth)
-    write_steps(results_dir, steps, {"plan": asdict(plan), "data_roots": {k: str(v) for k, v in roots.items()}})
+    write_steps(results_dir, plan, steps, roots)
     return plan, steps, select_steps(steps, only)
 
 
 def reproduce(plan_name, data, results_dir, launcher="local", only=None, synth=False, sbatch_args=(),
-              wait=False, log=print) -> dict:
+              wait=False, gpus=None, jobs=1, jobs_per_gpu=1, log=print) -> dict:
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: allowed values are {', '.join(LAUNCHERS)}")
-    plan, steps, selected = prepare(plan_name, data, results_dir, synth=synth, only=only)
-    store = ResultsStore(results_dir)
-    log(f"plan {plan.name} ({plan.path}): {len(selected)} of {len(steps)} steps; results in {store.path}")
-    if launcher == "local":
-        stop_on_sigterm()
-        counts = run_local(selected, store, log=log)
-    else:
-        counts = run_slurm(selected, store, sbatch_args=sbatch_args, wait=wait, log=log)
+    if results_dir is None:
+        raise UsageError("--out is required (the results folder; reuse it to resume)")
+    DevicePool(gpus or (), jobs_per_gpu, jobs)  # bad --jobs / --jobs-per-gpu: refused before anything is written
+    with OutputLock(results_dir, "fastload reproduce"):
+        plan, steps, selected = prepare(plan_name, data, results_dir, synth=synth, only=only)
+        store = ResultsStore(results_dir)
+        log(f"plan {plan.name} ({plan.path}): {len(selected)} of {len(steps)} steps; results in {store.path}")
+        if launcher == "local":
+            stop_on_sigterm()
+            where = f"GPUs {','.join(gpus)} x {jobs_per_gpu} job(s) each, " if gpus else "no GPU, "
+            log(f"local: {where}{jobs} CPU job(s) at a time")
+            counts = run_local(selected, store, gpus=gpus or (), jobs=jobs, jobs_per_gpu=jobs_per_gpu, log=log)
+        else:
+            counts = run_slurm(selected, store, sbatch_args=sbatch_args, wait=wait, log=log)
     log("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return counts
+
+
+# ---------------------------------------------------------------- dry run: what the plan costs
+
+def option(argv: list, flag: str):
+    """The value after the last `flag` in an argv, or None."""
+    hits = [i for i, a in enumerate(argv[:-1]) if a == flag]
+    return argv[hits[-1] + 1] if hits else None
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_settings(recipe: str) -> dict:
+    from .recipe import load_recipe
+    return load_recipe(recipe)
+
+
+@functools.lru_cache(maxsize=None)
+def manifest_list(name: str) -> dict:
+    """name -> Selection of a manifest list ('paper' or a file)."""
+    from .manifest import load_manifest_list
+    return {name: sel for name, _, sel in load_manifest_list(name)}
+
+
+def pretrain_work(step, steps_by_id) -> tuple:
+    """(images seen over the run, crop side in pixels, how the image count was found) of a pre-training step."""
+    cfg = recipe_settings(option(step.argv, "--recipe") or "paper")
+    epochs = int(option(step.argv, "--epochs") or cfg["epochs"])
+    side = (int(cfg["min_res"]) + int(cfg["max_res"])) / 2  # progressive resizing: about the mean side
+    images, how = manifest_images(option(step.argv, "--manifest"), steps_by_id)
+    return images * epochs, side, how
+
+
+def manifest_images(manifest, steps_by_id) -> tuple:
+    """(training images, how they were counted): the built manifest's rows, else its selection's arithmetic."""
+    if manifest and Path(manifest).is_file():
+        from .manifest import load_manifest
+        return load_manifest(manifest).num_images, "rows of the built manifest"
+    argv = next((s.argv for s in steps_by_id.values() if s.kind == "manifest" and manifest in s.outputs), [])
+    sel = {"per_class": option(argv, "--per-class"), "classes": option(argv, "--classes"),
+           "budget": option(argv, "--budget")}
+    if option(argv, "--only"):  # an entry of the plan's manifest list
+        entry = manifest_list(option(argv, "--manifests") or "paper")
+        s = entry.get(option(argv, "--only"))
+        sel = {"per_class": s.per_class, "classes": s.classes, "budget": s.budget} if s else sel
+    if sel["budget"]:
+        return int(sel["budget"]), "the manifest's budget"
+    classes, mean_per_class = int(sel["classes"] or IMAGENET_CLASSES), IMAGENET_TRAIN_IMAGES / IMAGENET_CLASSES
+    if sel["per_class"]:
+        return round(min(int(sel["per_class"]), mean_per_class) * classes), "images per class x classes"
+    return round(mean_per_class * classes), "all images of its classes (a label set that drops classes costs less)"
+
+
+def pixel_rate_of(steps_by_id, store, bench_json) -> tuple:
+    """(images x pixels per second on one GPU, where it comes from) for pre-training: the store's done runs,
+    else `fastload bench train --json` files (the fastest end-to-end pipeline), else ESTIMATES."""
+    rates = []
+    for r in (store.records() if store else []):
+        step = steps_by_id.get(r["step"])
+        if r["status"] == "done" and step is not None and step.kind == "pretrain" and r.get("wall_s"):
+            work, side, _ = pretrain_work(step, steps_by_id)
+            rates.append(work * side ** 2 / (float(r["wall_s"]) * max(step.gpus, 1)))
+    if rates:
+        return statistics.median(rates), f"measured: {len(rates)} pre-training run(s) in {store.path}"
+    candidates = [c for path in bench_json or () for c in bench_candidates(path)]
+    if candidates:
+        return max(candidates, key=lambda c: c[0])
+    est = ESTIMATES["pretrain"]
+    return est["images_per_s"] * est["px"] ** 2, "estimated: " + est["source"]
+
+
+def bench_candidates(path) -> list:
+    """[(images x pixels per second, source)] of each end-to-end pipeline in a `fastload bench train --json` file."""
+    try:
+        result = json.loads(Path(path).read_text())
+        side = int(result["resolution"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FastloadError(f"--bench-json {path}: not a `fastload bench train --json` file ({e})") from None
+    found = [(result[key]["images_per_s"] * side ** 2,
+              f"measured: `fastload bench train` {path}: {key} end to end, {result[key]['images_per_s']:,.0f} "
+              f"img/s at {side} px on {result.get('device', '?')}, scaled by pixels")
+             for key in ("ffcv", "raw-gpu") if isinstance(result.get(key), dict) and "images_per_s" in result[key]]
+    if not found:
+        raise FastloadError(f"--bench-json {path}: no end-to-end result (run bench train with --pipeline ffcv, "
+                            f"raw-gpu or both)")
+    return found
+
+
+def price_steps(steps: list, store=None, bench_json=()) -> dict:
+    """step id -> (wall seconds or None, GPU-seconds or None, source): what each step takes on its GPUs."""
+    by_id = {s.id: s for s in steps}
+    walls = {}
+    for r in (store.records() if store else []):
+        if r["status"] == "done" and r.get("wall_s") is not None:
+            walls.setdefault(step_class(r["step"]), []).append(float(r["wall_s"]))
+    pixel_rate, pre_source = pixel_rate_of(by_id, store, bench_json)
+    out = {}
+    for step in steps:
+        gpus = step.gpus
+        if step.kind == "pretrain":
+            work, side, _ = pretrain_work(step, by_id)
+            gpu_s = work * side ** 2 / pixel_rate
+            out[step.id] = (gpu_s / max(gpus, 1), gpu_s if gpus else None, pre_source)
+        elif step_class(step.id) in walls:
+            wall = statistics.median(walls[step_class(step.id)])
+            out[step.id] = (wall, wall * gpus if gpus else None,
+                            f"measured: median of {len(walls[step_class(step.id)])} done step(s) in {store.path}")
+        else:
+            key = Path(step.argv[2]).name if step.kind == "transfer" and len(step.argv) > 2 else step.kind
+            est = ESTIMATES.get(key)
+            wall = est["seconds"] if est else None
+            out[step.id] = (wall, wall * gpus if est and gpus else None,
+                            f"estimated ({key}): {est['source']}" if est else f"no estimate for {key}")
+    return out
+
+
+def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gpu=1, synth=False, only=None,
+            bench_json=(), log=print) -> dict:
+    """Print the plan's steps by class with their hours, the GPU-hours and the makespan on `gpus`; runs nothing
+    and writes nothing. Returns {'gpu_hours': h, 'makespan_h': h, 'unpriced': n}."""
+    plan = load_plan(plan_name)
+    out = results_dir or "RESULTS"
+    steps = select_steps(build_steps(plan, data_roots(plan, data, out, synth, dry_run=True), out, synth=synth), only)
+    pool = DevicePool(gpus, jobs_per_gpu, jobs)
+    pool.check(steps)
+    store = ResultsStore(results_dir) if results_dir and ResultsStore(results_dir).path.exists() else None
+    priced = price_steps(steps, store, bench_json)
+    log(f"plan {plan.name} ({plan.path}): {len(steps)} steps, priced for {len(gpus)} GPU(s) x {jobs_per_gpu} "
+        f"job(s) each and {jobs} CPU job(s)")
+    notes = price_table(steps, priced, log)
+    gpu_hours = sum(g for _, g, _ in priced.values() if g) / 3600
+    measured = sum(g for _, g, src in priced.values() if g and src.startswith("measured")) / 3600
+    unpriced = [sid for sid, (w, _, _) in priced.items() if w is None]
+    makespan = simulate(steps, {sid: w or 0.0 for sid, (w, _, _) in priced.items()}, pool) / 3600
+    log(f"GPU-hours: {gpu_hours:,.1f} ({measured:,.1f} measured, {gpu_hours - measured:,.1f} estimated)")
+    log(f"makespan on {len(gpus)} GPU(s): {format_duration(makespan * 3600)} ({makespan / 24:.1f} days), "
+        f"scheduled as the local launcher would (GPU-hours / GPUs: {gpu_hours / max(len(gpus), 1):,.1f} h)" + (f"; {len(unpriced)} step(s) without a price count 0"
+                                                    if unpriced else ""))
+    for i, note in enumerate(notes, 1):
+        log(f"[{i}] {note}")
+    by_id = {s.id: s for s in steps}
+    counted = collections.Counter(pretrain_work(s, by_id)[2] for s in steps if s.kind == "pretrain")
+    if counted:
+        log("pre-training images per run: " + "; ".join(f"{n} run(s): {how}" for how, n in counted.items()))
+    return {"gpu_hours": gpu_hours, "makespan_h": makespan, "unpriced": len(unpriced)}
+
+
+def price_table(steps, priced, log) -> list:
+    """One line per step class (the first part of its id), in plan order; returns the footnotes (sources)."""
+    classes, notes = {}, []
+    for step in steps:
+        classes.setdefault(step_class(step.id), []).append(step)
+    log(f"{'steps':<14}{'kind':<14}{'count':>6}{'GPUs':>6}{'wall each':>14}{'GPU-hours':>11}  source")
+    for name, members in classes.items():
+        walls = [priced[s.id][0] for s in members if priced[s.id][0] is not None]
+        gpu_s = sum(priced[s.id][1] or 0 for s in members)
+        sources = sorted({priced[s.id][2] for s in members})
+        refs = []
+        for src in sources:
+            if src not in notes:
+                notes.append(src)
+            refs.append(f"{src.split()[0].rstrip(':')} [{notes.index(src) + 1}]")
+        wall = "?" if not walls else format_duration(min(walls)) if max(walls) - min(walls) < 60 else \
+            f"{format_duration(min(walls))}-{format_duration(max(walls))}"
+        gpus = sorted({s.gpus for s in members})
+        log(f"{name:<14}{members[0].kind:<14}{len(members):>6}{','.join(map(str, gpus)):>6}{wall:>14}"
+            f"{gpu_s / 3600 if gpu_s else 0:>11,.1f}  {', '.join(refs)}")
+    return notes

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
@@ -23,6 +24,21 @@ from .files import write_json
 
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "summary.json"
+# The PASCAL VOC 2012 actions, in the devkit's order: the 10 that VOCevalaction.m scores, then 'other' (no scored
+# action), R*CNN's 11th softmax class. Here, outside fastload.mmdet, so that `fastload synth voc` needs no mmdet.
+VOC_ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
+               "takingphoto", "usingcomputer", "walking")
+OTHER_ACTION = "other"
+# What `data_root` must be for each dataset type of the shipped configs: (task, what the folder holds);
+# `fastload transfer --help` prints this too
+DATA_ROOT_CONTENTS = {
+    "CheckedVOCDataset": ("PASCAL-DET", "the folder that holds VOC2007/ (JPEGImages, Annotations, ImageSets/Main), "
+                                        "i.e. VOCdevkit/"),
+    "VOCActionDataset": ("PASCAL-ACT-CLS", "the folder that holds VOC2012/ (JPEGImages, Annotations, "
+                                           "ImageSets/Action), i.e. VOCdevkit/"),
+    "SUN397Dataset": ("SUN-CLS", "the folder that holds SUN397/ (the images, SUN397/a/abbey/...) and Partitions/ "
+                                 "(Training_01.txt, Testing_01.txt, ...)"),
+}
 
 
 def load_config(config, checkpoint, work_dir, cfg_options=None, seed=0, launcher="none"):
@@ -31,7 +47,7 @@ def load_config(config, checkpoint, work_dir, cfg_options=None, seed=0, launcher
 
     path = Path(config)
     if not path.is_file():
-        raise UsageError(f"config {config} does not exist (the shipped ones are in transfer/)")
+        raise FastloadError(f"config {config} does not exist (the shipped ones are in transfer/)")
     cfg = Config.fromfile(str(path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -41,6 +57,7 @@ def load_config(config, checkpoint, work_dir, cfg_options=None, seed=0, launcher
         raise UsageError(f"config {config} sets no `primary_metric` (the validation result to report, "
                          "e.g. primary_metric = 'pascal_voc/mAP')")
     apply_config_variables(cfg)
+    check_data_roots(cfg, config)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise FastloadError(f"checkpoint {checkpoint} does not exist")
@@ -67,6 +84,28 @@ def apply_config_variables(cfg) -> None:
                             step["scale"] = tuple(cfg.img_scale)
 
 
+def expected_folders(dataset) -> list:
+    """The folders a dataset of a shipped type needs under its data_root."""
+    if dataset.get("type") == "SUN397Dataset":
+        return ["SUN397", "Partitions"]
+    sub = (dataset.get("data_prefix") or {}).get("sub_data_root")
+    return [sub.rstrip("/")] if dataset.get("type") in DATA_ROOT_CONTENTS and sub else []
+
+
+def check_data_roots(cfg, config) -> None:
+    """Before training: every dataset's data_root holds what its type reads (DATA_ROOT_CONTENTS), or an error
+    names the folder, what is missing and what data_root must be."""
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(name)
+        for dataset in _datasets(loader["dataset"]) if loader else []:
+            root = Path(str(dataset.get("data_root", "")))
+            missing = [f for f in expected_folders(dataset) if not (root / f).is_dir()]
+            if missing:
+                raise FastloadError(
+                    f"data_root {root} (config {config}, {name}) has no {', '.join(missing)}/: data_root must be "
+                    f"{DATA_ROOT_CONTENTS[dataset['type']][1]} (set it with --cfg-options data_root=DIR/)")
+
+
 def _datasets(dataset):
     """The leaf dataset dicts under dataset wrappers (RepeatDataset's `dataset`, ConcatDataset's `datasets`)."""
     if "dataset" in dataset:
@@ -91,28 +130,80 @@ def set_checkpoint(node, checkpoint: str) -> int:
     return count
 
 
-@contextlib.contextmanager
-def trust_own_checkpoints(work_dir):
-    """While a run is going, let mmengine read back the checkpoints that this run's own Runner wrote in `work_dir`.
+# What mmengine's resumable checkpoints hold besides tensors and plain containers: the MessageHub's HistoryBuffer
+# objects (numpy arrays, and their statistics methods, which pickle as getattr(HistoryBuffer, 'mean')) and numpy
+# scalars in the runtime info. Nothing else is let through (torch's weights-only unpickler refuses the rest).
+HISTORY_STATISTICS = ("min", "max", "current", "mean")
+NUMPY_DTYPES = ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "?")
 
-    torch >= 2.6 loads with weights_only=True by default, and mmengine 0.10.7 calls torch.load without the argument.
-    Its resume checkpoints hold a MessageHub state (HistoryBuffer objects that pickle their statistics methods via
-    `getattr`, numpy arrays), which the weights-only unpickler rejects; allow-listing `getattr` would open it to
-    almost anything. So files under the run's own work dir (written by mmengine's CheckpointHook for this config and
-    seed) load with weights_only=False, and every other path keeps weights_only=True. Pre-trained weights never take
-    this path: fastload.mmdet reads them itself with weights_only=True.
-    """
+
+def history_buffer_method(owner, name: str):
+    """Stands in for `getattr` while unpickling: resolves a statistics method of mmengine's HistoryBuffer, and
+    refuses anything else (a general getattr would let a pickle reach any function)."""
+    import pickle
+
+    from mmengine.logging import HistoryBuffer
+
+    if owner is not HistoryBuffer or name not in HISTORY_STATISTICS:
+        raise pickle.UnpicklingError(f"getattr({owner!r}, {name!r}) is not allowed: only HistoryBuffer's "
+                                     f"{', '.join(HISTORY_STATISTICS)}")
+    return getattr(HistoryBuffer, name)
+
+
+def checkpoint_safe_globals() -> list:
+    """The allow-list for torch.serialization.safe_globals: what an mmengine checkpoint of a transfer run holds."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [(multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+            (multiarray.scalar, "numpy._core.multiarray.scalar"),
+            (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+            (multiarray.scalar, "numpy.core.multiarray.scalar"),
+            np.ndarray, np.dtype, *(type(np.dtype(code)) for code in NUMPY_DTYPES),
+            HistoryBuffer, (history_buffer_method, "builtins.getattr")]
+
+
+def load_checkpoint_file(filename, map_location=None):
+    """torch.load with weights_only=True and the allow-list above: a file in a work dir never runs code. A file
+    holding anything else is a FastloadError naming it."""
+    import pickle
+
     import torch
+
+    path = Path(os.path.expanduser(str(filename)))
+    if not path.is_file():
+        raise FileNotFoundError(f"{filename} can not be found.")
+    try:
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = next((line for line in lines if any(w in line for w in ("Unsupported", "not allowed", "unrecognized"))),
+                      lines[-1] if lines else "refused by the weights-only unpickler")
+        reason = reason.split(". Please use")[0]  # torch's advice to allow-list it is not ours to give
+        raise FastloadError(f"checkpoint {path} holds objects that a transfer checkpoint does not (refused, not "
+                            f"run): {reason} - delete it (and its `last_checkpoint` entry) to start that seed "
+                            "again") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:  # truncated, overwritten, not a torch file
+        raise FastloadError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}): "
+                            "delete it (and its `last_checkpoint` entry) to start that seed again") from None
+
+
+@contextlib.contextmanager
+def safe_checkpoint_loading():
+    """While a run is going, mmengine reads every local checkpoint (resume, load_from) with `load_checkpoint_file`.
+
+    mmengine 0.10.7 calls torch.load without weights_only, and its resume checkpoints hold objects that the plain
+    weights-only unpickler refuses; loading them with weights_only=False would run whatever a pickle placed in the
+    work dir (and named in its last_checkpoint) asks for. Pre-trained weights never take this path: fastload.mmdet
+    reads them itself with weights_only=True.
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
     from mmengine.runner.checkpoint import load_from_local as mmengine_load_from_local
 
-    own = Path(work_dir).resolve()
-
     def load_from_local(filename, map_location):  # same name: mmengine logs it as the 'local' backend
-        path = Path(os.path.expanduser(filename)).resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"{filename} can not be found.")
-        return torch.load(path, map_location=map_location, weights_only=own not in path.parents)
+        return load_checkpoint_file(filename, map_location)
 
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
     try:
@@ -135,7 +226,7 @@ def run_seed(cfg) -> dict:
     if not recorders:
         raise UsageError(f"config {cfg.filename} lacks custom_hooks=[dict(type='RecordMetricsHook')] "
                          "(transfer/_base_/default_runtime.py has it)")
-    with trust_own_checkpoints(work_dir):
+    with safe_checkpoint_loading():
         runner.train()
         if not [r for r in recorders[0].history if r["iter"] == runner.iter]:
             runner.val()  # resumed after the last iteration, before its validation had finished

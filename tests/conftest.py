@@ -8,6 +8,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with the reason, on a machine where torch sees no CUDA device (CPU and CI)."""
+    cuda_tests = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_tests:
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in cuda_tests:
+        item.add_marker(skip)
+
+
 def run_cli(*args, env=None, check=False, timeout=600, cwd=None):
     """Run `python -m fastload.cli ARGS` in a subprocess; returns CompletedProcess with text output."""
     full_env = dict(os.environ)

@@ -27,7 +27,10 @@ install_packages() {
     log "installing slurm-wlm and munge with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || true
-    apt-get install -y -qq slurm-wlm munge >/dev/null
+    if ! apt-get install -y -qq slurm-wlm munge >/dev/null; then
+        log "apt-get install slurm-wlm munge failed (offline, or no such packages here)"
+        exit 3
+    fi
 }
 
 start_munge() {

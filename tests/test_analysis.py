@@ -151,10 +151,6 @@ def test_frame_kinds_and_grid(tmp_path):
 
 # ---- ImageNet CLS: fc8 retraining ----------------------------------------------------------------------------
 
-class _Args:
-    epochs, lr, momentum, weight_decay = 3, 0.05, 0.9, 0.0
-
-
 def test_fc8_retraining_changes_only_fc8_and_learns():
     from fastload.models.alexnet import build_model
     torch.manual_seed(0)
@@ -167,7 +163,8 @@ def test_fc8_retraining_changes_only_fc8_and_learns():
     labels = torch.arange(12) % 3
     batches = [(images[i:i + 4], labels[i:i + 4]) for i in range(0, 12, 4)]
     untrained = evaluate_topk(model, batches, torch.device("cpu"), ks=(1, 2))
-    losses = train_fc8(model, fc8, batches, total_iters=9, args=_Args, device=torch.device("cpu"))
+    losses = train_fc8(model, fc8, batches, total_iters=9, epochs=3, lr=0.05, momentum=0.9, weight_decay=0.0,
+                       device=torch.device("cpu"))
     assert len(losses) == 3 and losses[-1] < losses[0]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -176,6 +173,7 @@ def test_fc8_retraining_changes_only_fc8_and_learns():
         top1 = (model(images).argmax(1) == labels).float().mean().item()
     assert result["top1"] == pytest.approx(top1) and result["val_images"] == 12
     assert result["top1"] >= untrained["top1"] and result["top2"] >= result["top1"]
+    assert "top5" not in result  # 3 outputs: no top-5
 
 
 # ---- the commands on a tiny compiled synthetic ImageNet --------------------------------------------------------
@@ -251,12 +249,50 @@ def test_neighbours_command(tiny_data):
 
 
 def test_imagenet_cls_on_betons(tiny_data):
-    from fastload.analysis.imagenet_cls import main
+    from fastload.cli import main
     base, ckpts = tiny_data
     out = base / "cls.json"
-    assert main(["--checkpoint", str(ckpts["coarse"]), "--beton-dir", str(base / "data"), "--epochs", "1",
-                 "--max-iters", "2", "--batch-size", "8", "--resolution", "64", "--num-workers", "1",
+    assert main(["imagenet-cls", "--checkpoint", str(ckpts["coarse"]), "--beton-dir", str(base / "data"),
+                 "--epochs", "1", "--max-iters", "2", "--batch-size", "8", "--resolution", "64", "--num-workers", "1",
                  "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["num_classes"] == 6 and result["iterations"] == 2 and result["val_images"] == 12
     assert 0 <= result["top1"] <= result["top5"] <= 1
+
+
+# ---- the feature layer per architecture (ResNets: the pooled features) ----------------------------------------
+
+def test_feature_layer_per_arch_from_one_table():
+    from fastload.analysis.features import FEATURE_LAYERS, feature_layer
+    from fastload.errors import FastloadError
+    from fastload.models.archs import ALEXNETS, ARCHS
+    assert all(feature_layer(arch) == "fc7" for arch in ALEXNETS)  # every AlexNet fastload builds: fc7, as the paper
+    assert set(FEATURE_LAYERS) >= set(ARCHS)  # every arch pretrain can build has a default feature layer
+    assert feature_layer("resnet18") == feature_layer("resnet50") == "flatten" == FEATURE_LAYERS["resnet50"]
+    with pytest.raises(FastloadError, match="no feature layer is known for arch 'vgg16'"):
+        feature_layer("vgg16")
+
+
+def test_resnet_pooled_features_and_a_new_fc_on_frozen_layers():
+    import torchvision
+    from fastload.errors import UsageError
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    images = torch.randn(6, 3, 32, 32)
+    feats, labels = collect_outputs(model, [(images, torch.arange(6) % 3)], 6, layer="flatten")
+    with torch.no_grad():
+        body = nn.Sequential(*list(model.children())[:-1])  # everything before fc: conv layers and avgpool
+        expected = body(images).flatten(1).numpy()
+    assert feats.shape == (6, 512) and labels.tolist() == [0, 1, 2, 0, 1, 2]
+    np.testing.assert_allclose(feats.astype(np.float32), expected, rtol=2e-3, atol=1e-3)
+    with pytest.raises(UsageError, match="not a node of ResNet"):
+        collect_outputs(model, [(images, labels)], 6, layer="fc7")
+
+    fc = replace_fc8(model, 3, seed=0)
+    assert model.fc is fc and [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    batches = [(images[:3], torch.tensor([0, 1, 2])), (images[3:], torch.tensor([0, 1, 2]))]
+    losses = train_fc8(model, fc, batches, total_iters=20, epochs=10, lr=0.1, momentum=0.9, weight_decay=0.0,
+                       device=torch.device("cpu"), layer="flatten")
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(stats[k], model.state_dict()[k]) for k in stats)  # batch norm statistics stay frozen

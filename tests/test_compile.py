@@ -1,19 +1,35 @@
 """fastload.compile: betons row-aligned with their index, bad files reported, --strict, interrupted writes,
 materialized subsets identical to the base beton."""
-import csv
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fastload import compile as fc
+from fastload.cli import main as cli_main
 from fastload.errors import FastloadError
 from fastload.index import load_index
 from tiny_imagenet import CONVERTED, SKIPPED, WNIDS, make_tree
 
 RAW = fc.CompileSettings(max_resolution=0, write_mode="raw", num_workers=2)
+
+
+@pytest.fixture
+def cli(capsys):
+    """`fastload ARGS` run in this process (fast: no interpreter start); returns returncode, stdout, stderr."""
+    def run(*args, check=False):
+        try:
+            code = cli_main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code
+        out, err = capsys.readouterr()
+        if check and code:
+            raise AssertionError(f"fastload {' '.join(map(str, args))} failed ({code}):\n{out}\n{err}")
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +84,20 @@ def test_beton_rows_are_index_rows_with_the_files_pixels(compiled):
 
 def test_bad_files_are_skipped_or_converted_and_reported(compiled):
     base, _, summary = compiled
-    with open(base / "out" / "skipped.tsv") as f:
-        skipped = {row["path"].rsplit("/", 1)[1]: row["reason"] for row in csv.DictReader(f, delimiter="\t")}
-    assert set(skipped) == set(SKIPPED)
-    assert "0 bytes" in skipped["zero.JPEG"] and "truncated" in skipped["truncated.JPEG"]
-    assert "cannot identify" in skipped["garbage.JPEG"]
-    with open(base / "out" / "converted.tsv") as f:
-        converted = {row["path"].rsplit("/", 1)[1]: row["reason"] for row in csv.DictReader(f, delimiter="\t")}
+    skipped = {row["path"].rsplit("/", 1)[1]: row for row in fc.read_report(base / "out" / "skipped.jsonl")}
+    assert set(skipped) == set(SKIPPED) | {"notes.txt"}
+    assert "0 bytes" in skipped["zero.JPEG"]["reason"] and "truncated" in skipped["truncated.JPEG"]["reason"]
+    assert "cannot identify" in skipped["garbage.JPEG"]["reason"]
+    assert skipped["notes.txt"]["reason"] == "not an image file name (suffix .txt)"
+    assert {name for name, row in skipped.items() if row["image"]} == set(SKIPPED)
+    converted = {row["path"].rsplit("/", 1)[1]: row["notes"] for row in fc.read_report(base / "out" / "converted.jsonl")}
     assert set(converted) == set(CONVERTED)
-    assert "CMYK" in converted["cmyk.JPEG"] and "PNG" in converted["png_named.JPEG"]
-    assert summary["skipped"] == 3 and summary["converted"] == 3
-    assert not [n for n in os.listdir(base / "out") if n.startswith(".")]  # no temporary files left
+    assert converted["cmyk.JPEG"] == ["CMYK converted to RGB"] and "PNG file named .JPEG" in converted["png_named.JPEG"]
+    assert summary["skipped"] == 4 and summary["skipped_images"] == 3 and summary["converted"] == 3
+    assert sorted(os.listdir(base / "out")) == sorted(
+        [".fastload.lock", "classes.txt", "compile.json", "converted.jsonl", "skipped.jsonl", "train.beton",
+         "train.beton.json", "train_index.npz", "val.beton", "val.beton.json", "val_index.npz"])
+    assert not [n for n in os.listdir(base) if n.startswith(".")]  # no stage folder left beside OUT
 
 
 def test_cli_default_compile_and_strict(tmp_path, cli):
@@ -91,7 +110,7 @@ def test_cli_default_compile_and_strict(tmp_path, cli):
 
     proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "strict", "--splits", "train", "--strict")
     assert proc.returncode == 1
-    assert "--strict: 3 file(s) could not be decoded" in proc.stderr and "skipped.tsv" in proc.stderr
+    assert "--strict: 3 file(s) could not be decoded or stored" in proc.stderr and "skipped.jsonl" in proc.stderr
     assert not (tmp_path / "strict" / "train.beton").exists()
 
     proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "x", "--write-mode", "png")
@@ -109,20 +128,30 @@ def test_interrupted_compile_leaves_no_beton_and_rerun_works(tmp_path, monkeypat
     monkeypatch.setattr(DatasetWriter, "finalize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fc.compile_imagenet(tmp_path / "root", out, fc.CompileSettings(num_workers=1), splits=("train",))
-    assert not (out / "train.beton").exists() and not (out / "compile.json").exists()
-    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    assert os.listdir(out) == [".fastload.lock"] and sorted(os.listdir(tmp_path)) == ["out", "root"]
 
     monkeypatch.undo()
-    (out / ".train.beton.tmp").write_bytes(b"stale")  # as if a killed process left it
+    (tmp_path / ".out.compile-stage-1").mkdir()  # as if a killed compile left its stage folder
+    (tmp_path / ".out.compile-stage-1" / "train.beton").write_bytes(b"stale")
     summary = fc.compile_imagenet(tmp_path / "root", out, fc.CompileSettings(num_workers=1), splits=("train",))
     assert summary["splits"] == {"train": 6} and (out / "compile.json").exists()
-    assert len(stored_images(out / "train.beton")) == 6 and not (out / ".train.beton.tmp").exists()
+    assert len(stored_images(out / "train.beton")) == 6 and sorted(os.listdir(tmp_path)) == ["out", "root"]
+
+
+def write_manifest(base, path, rows, sel=None):
+    """A real manifest over the compiled train index, keeping `rows` (as subset would, with its fingerprint)."""
+    from fastload.index import load_fingerprint, load_index_classes
+    from fastload.manifest import Manifest
+    class_id, wnids = load_index_classes(base / "out" / "train_index.npz")
+    Manifest(np.asarray(rows, np.int64), np.arange(len(wnids), dtype=np.int32), wnids, wnids, {}, wnids,
+             load_fingerprint(base / "out" / "train_index.npz")).save(path)
+    return path
 
 
 def test_materialized_beton_reads_back_identically(compiled, tmp_path, cli):
     base, _, _ = compiled
     rows = np.array([1, 4, 5, 10, 13])
-    np.savez(tmp_path / "m.npz", indices=rows, label_lookup=np.array([0, -1, 1], np.int32))
+    write_manifest(base, tmp_path / "m.npz", rows)
     cli("compile", "materialize", tmp_path / "sub.beton", "--manifest", tmp_path / "m.npz",
         "--beton", base / "out" / "train.beton", check=True)
     original = stored_images(base / "out" / "train.beton")
@@ -133,13 +162,28 @@ def test_materialized_beton_reads_back_identically(compiled, tmp_path, cli):
         assert got[0] == want[0] and got[2:] == want[2:] and np.array_equal(got[1], want[1])
     sub_index = load_index(tmp_path / "sub_index.npz")
     assert sub_index.path.tolist() == load_index(base / "out" / "train_index.npz").path[rows].tolist()
+    assert fc.check_beton(tmp_path / "sub.beton")["rows"] == len(rows)
+    proc = cli("compile", "verify", tmp_path / "sub.beton", check=True)
+    assert "5 rows" in proc.stdout and "checksums ok" in proc.stdout
 
 
-def test_materialize_rejects_rows_past_the_end(compiled, tmp_path):
+def test_materialize_refuses_rows_past_the_end_bad_betons_and_workers(compiled, tmp_path, cli):
     base, _, _ = compiled
-    np.savez(tmp_path / "m.npz", indices=np.array([0, 999]))
+    write_manifest(base, tmp_path / "m.npz", [0, 999])
     with pytest.raises(FastloadError, match="999 is past the end"):
         fc.materialize(tmp_path / "m.npz", base / "out" / "train.beton", tmp_path / "sub.beton")
+    write_manifest(base, tmp_path / "ok.npz", [0, 1])
+    (tmp_path / "text.beton").write_text("not a beton at all, but long enough to hold a header........\n")
+    proc = cli("compile", "materialize", tmp_path / "sub.beton", "--manifest", tmp_path / "ok.npz",
+               "--beton", tmp_path / "text.beton")
+    assert proc.returncode == 1 and "text.beton is not an FFCV beton" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = cli("compile", "materialize", tmp_path / "sub.beton", "--manifest", tmp_path / "ok.npz",
+               "--beton", base / "out" / "train.beton", "--num-workers", "-1")
+    assert proc.returncode == 2 and "--num-workers -1" in proc.stderr
+    proc = cli("compile", "materialize", tmp_path, "--manifest", tmp_path / "ok.npz",
+               "--beton", base / "out" / "train.beton")
+    assert proc.returncode == 1 and "is a folder" in proc.stderr
 
 
 def test_settings_are_checked():

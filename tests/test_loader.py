@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fastload.errors import FastloadError
-from fastload.loader import (IMAGENET_MEAN, IMAGENET_STD, CropWindow, LookupLabel, NormalizeToCHW,
-                             caffe_resize_side, make_loader)
+from fastload.loader import (IMAGENET_MEAN, IMAGENET_STD, LookupLabel, NormalizeToCHW, SeededCropDecoder,
+                             batch_key, caffe_resize_side, copy_window, device_random_resized_crop, make_loader,
+                             mirror_in_place, sample_seed)
 
 # numba's dispatcher finalizer raises a harmless KeyError when ffcv's compiled closures are garbage-collected
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -233,29 +234,71 @@ def test_caffe_crop_at_other_resolutions_keeps_caffe_proportions(beton):
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_crop_window_operation(jit):
-    from ffcv.pipeline.state import State
+def test_window_and_mirror_kernels(jit):
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (6, 9, 12, 3), dtype=np.uint8)
-    run = (lambda op: numba.njit(parallel=True)(op.generate_code())) if jit else (lambda op: op.generate_code())
-    centre = run(CropWindow(5, random=False, mirror=False))(images, np.zeros((6, 5, 5, 3), np.uint8))
-    assert np.array_equal(centre, images[:, 2:7, 3:8])  # offsets (9 - 5) // 2 = 2, (12 - 5) // 2 = 3
-    mirrored, positions = set(), set()
-    for _ in range(10):
-        out = run(CropWindow(5, random=True, mirror=True))(images, np.zeros((6, 5, 5, 3), np.uint8))
-        for i in range(6):
-            hits = windows_of(images[i].astype(np.int64), out[i].astype(np.int64))
-            assert hits, i
-            positions.add(hits[0][:2])
-            mirrored.add(hits[0][2])
-        plain = run(CropWindow(5, random=True, mirror=False))(images, np.zeros((6, 5, 5, 3), np.uint8))
-        assert all(any(not m for *_, m in windows_of(images[i].astype(np.int64), plain[i].astype(np.int64)))
-                   for i in range(6))
-    assert mirrored == {False, True} and len(positions) > 10
-    op = CropWindow(5, random=True, mirror=True)
-    state, query = op.declare_state_and_memory(State(True, torch.device("cpu"), (9, 12, 3), np.dtype(np.uint8)))
-    assert state.shape == (5, 5, 3) and query.shape == (5, 5, 3) and query.dtype == np.uint8
-    with pytest.raises(ValueError, match="does not fit in 4x12"):
-        op.declare_state_and_memory(State(True, torch.device("cpu"), (4, 12, 3), np.dtype(np.uint8)))
-    with pytest.raises(ValueError, match="uint8 HxWx3"):
-        op.declare_state_and_memory(State(True, torch.device("cpu"), (9, 12, 3), np.dtype(np.float32)))
+    images = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+    window = numba.njit(copy_window) if jit else copy_window
+    mirror = numba.njit(mirror_in_place) if jit else mirror_in_place
+    out = np.zeros((5, 5, 3), np.uint8)
+    window(images, out, 2, 3, False)
+    assert np.array_equal(out, images[2:7, 3:8])
+    window(images, out, 4, 7, True)
+    assert np.array_equal(out, images[4:9, 7:12][:, ::-1])
+    for width in (12, 11):  # even and odd widths
+        flipped = images[:, :width].copy()
+        mirror(flipped)
+        assert np.array_equal(flipped, images[:, :width][:, ::-1])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_augmentation_seeds_depend_on_seed_rows_and_position(jit):
+    key = numba.njit(batch_key) if jit else batch_key
+    seed_of = numba.njit(sample_seed) if jit else sample_seed
+    rows = np.array([5, 2, 9, 2**40 + 3], dtype=np.uint64)
+    assert key(0, rows) == key(0, rows.copy()) == batch_key(0, rows)  # JIT and Python agree
+    keys = {key(0, rows), key(1, rows), key(0, rows[::-1].copy()), key(0, rows[:3].copy())}
+    assert len(keys) == 4 and all(0 <= k < 2**32 for k in keys)
+    seeds = {seed_of(key(0, rows), i) for i in range(64)}
+    assert len(seeds) == 64 and all(0 <= s < 2**32 for s in seeds)
+    with pytest.raises(ValueError, match="does not fit"):
+        SeededCropDecoder("caffe", 20, 0, side=18)
+
+
+@pytest.mark.parametrize("crop", ["rrc", "caffe"])
+def test_train_crops_repeat_for_the_same_seed_and_epoch(caffe_beton, crop):
+    """Two loaders with one seed draw the same crops in an epoch (what an exact resume needs); other epochs and
+    other seeds draw other crops."""
+    path = caffe_beton[0]
+
+    def epoch_batches(seed, epoch):
+        loader = make_loader(path, np.arange(4), np.arange(4), batch_size=2, resolution=64, train=True, crop=crop,
+                             num_workers=2, seed=seed)
+        loader.next_epoch = epoch
+        return [(images.clone(), labels.clone()) for images, labels in loader]
+
+    first, again = epoch_batches(3, 1), epoch_batches(3, 1)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    other_epoch, other_seed = epoch_batches(3, 2), epoch_batches(4, 1)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other_epoch))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other_seed))
+
+
+def test_device_random_resized_crop_against_reference():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8)
+    # scale 1 and ratio 1: the whole image, possibly mirrored, normalised like the loader
+    out = device_random_resized_crop(images, 32, torch.float32, False, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    ref = (images.permute(0, 3, 1, 2).float() - mean) / std
+    for i in range(6):
+        assert (torch.allclose(out[i], ref[i], atol=1e-4) or torch.allclose(out[i], ref[i].flip(-1), atol=1e-4))
+    crops = device_random_resized_crop(images, 20, torch.bfloat16, True)
+    assert crops.shape == (6, 3, 20, 20) and crops.dtype == torch.bfloat16
+    assert crops.is_contiguous(memory_format=torch.channels_last)
+    lo, hi = ((0 - mean) / std).min(), ((255 - mean) / std).max()
+    assert lo - 0.05 <= crops.float().min() and crops.float().max() <= hi + 0.05
+    # a seeded generator repeats its draws (exact resume of augment 'device'); another seed draws others
+    seeded = [device_random_resized_crop(images, 20, torch.float32, False, torch.Generator().manual_seed(s))
+              for s in (7, 7, 8)]
+    assert torch.equal(seeded[0], seeded[1]) and not torch.equal(seeded[0], seeded[2])

@@ -7,8 +7,8 @@ import pytest
 
 from fastload.errors import FastloadError, UsageError
 from fastload.labelsets import LabelSet
-from fastload.manifest import (ManifestBuilder, Selection, build_manifest, class_labels, load_manifest, plan_path,
-                               plan_scales, read_plan, resolve_label_set, scale_selection)
+from fastload.manifest import (ManifestBuilder, Selection, build_manifest, class_labels, list_scales,
+                               load_manifest, load_manifest_list, resolve_label_set, scale_selection)
 from fastload.manifest_reference import select_reference
 
 NUM_CLASSES = 30
@@ -233,10 +233,10 @@ def test_full_imagenet_names_resolve_to_the_papers_sets():
     assert m.label_names[0].count(".") >= 2  # a WordNet synset name such as 'tench.n.01'
 
 
-# ---- plans and the command line ----------------------------------------------------------------------------------
+# ---- manifest lists and the command line ----------------------------------------------------------------------------------
 
-def test_paper_plan_covers_the_paper():
-    plan = {name: sel for name, _, sel in read_plan(plan_path("paper"))}
+def test_paper_manifest_list_covers_the_paper():
+    plan = {name: sel for name, _, sel in load_manifest_list("paper")}
     assert [plan[f"full_x{n}"].per_class for n in (50, 125, 250, 500, 1000)] == [50, 125, 250, 500, 1000]
     for k in (918, 753, 486, 79, 9):
         assert plan[f"bottom_up_{k}"].label_set == f"bottom_up@{k}"
@@ -248,19 +248,25 @@ def test_paper_plan_covers_the_paper():
         assert name in plan
 
 
-def test_read_plan_rejects_unknown_keys(tmp_path):
+def test_manifest_list_rejects_unknown_keys_and_missing_files(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("manifests:\n  - {name: a, per_clas: 5}\n")
     with pytest.raises(FastloadError, match="per_clas"):
-        read_plan(path)
+        load_manifest_list(path)
     path.write_text("manifests:\n  - {name: a, per_class: 0}\n")
     with pytest.raises(FastloadError, match="manifest 'a': per_class"):
-        read_plan(path)
+        load_manifest_list(path)
+    path.write_text("manifests: [{name: a\n")
+    with pytest.raises(FastloadError, match="not valid YAML"):
+        load_manifest_list(path)
+    with pytest.raises(FastloadError, match="nope.yaml' is neither 'paper' nor an existing YAML file") as e:
+        load_manifest_list(tmp_path / "nope.yaml")
+    assert not isinstance(e.value, UsageError)  # a missing input file is exit 1
 
 
 def test_plan_scaling():
-    assert plan_scales(np.full(1000, 1300)) == (1.0, 1.0)
-    cs, im = plan_scales(np.array([100] * 40))
+    assert list_scales(np.full(1000, 1300)) == (1.0, 1.0)
+    cs, im = list_scales(np.array([100] * 40))
     assert (cs, im) == (0.04, 100 / 1300)
     s = scale_selection(Selection(classes=125, budget=125000), cs, im)
     assert (s.classes, s.budget, s.per_class) == (5, 385, None)
@@ -291,10 +297,11 @@ def test_cli_subset_one_manifest_and_errors(cli, tmp_path, small_wnids):
     assert bad.returncode == 1 and "nope.npz does not exist" in bad.stderr
 
 
-def test_cli_subset_paper_plan(cli, tmp_path, small_wnids):
+def test_cli_subset_paper_manifest_list(cli, tmp_path, small_wnids):
     write_index(tmp_path / "train_index.npz", small_wnids, 26)
-    r = cli("subset", "--index", tmp_path / "train_index.npz", "--plan", "paper", "--out", tmp_path / "m", check=True)
-    plan = read_plan(plan_path("paper"))
+    r = cli("subset", "--index", tmp_path / "train_index.npz", "--manifests", "paper", "--out", tmp_path / "m",
+            check=True)
+    plan = load_manifest_list("paper")
     written = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert written == sorted([f"{n}.npz" for n, _, _ in plan] + ["manifests.tsv"])
     got = {n: load_manifest(tmp_path / "m" / f"{n}.npz") for n, _, _ in plan}

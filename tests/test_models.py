@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from fastload.errors import FastloadError, UsageError
 from fastload.models import alexnet as A
-from fastload.models import build_model, count_parameters, extract_features, load_checkpoint_model
+from fastload.models.alexnet import build_model, count_parameters, extract_features, load_checkpoint_model
+from fastload.models.archs import MIN_INPUT
 
 
 def bvlc_alexnet_parameter_count(num_classes):
@@ -63,7 +64,7 @@ def test_caffe_forward_matches_layer_by_layer_reference():
 def test_caffe_accepts_small_inputs_without_changing_parameters():
     m = build_model("alexnet_caffe", 5).eval()
     n = count_parameters(m)
-    for side in (A.MIN_INPUT["alexnet_caffe"], 64, 160, 192, 256):
+    for side in (MIN_INPUT["alexnet_caffe"], 64, 160, 192, 256):
         assert m(torch.randn(1, 3, side, side)).shape == (1, 5)
     assert count_parameters(m) == n
     # at the standard 13x13 conv5 output the adaptive pool picks the same windows as MaxPool2d(3, 2)
@@ -82,7 +83,7 @@ def test_tv_state_dict_loads_into_torchvision():
         assert torch.equal(ref(x), m(x))
         assert extract_features(m, x, "fc8").shape == (1, 20)
         assert torch.allclose(extract_features(m, x, "fc8"), m(x))
-    assert m(torch.randn(1, 3, A.MIN_INPUT["alexnet_tv"], A.MIN_INPUT["alexnet_tv"])).shape == (1, 20)
+    assert m(torch.randn(1, 3, MIN_INPUT["alexnet_tv"], MIN_INPUT["alexnet_tv"])).shape == (1, 20)
 
 
 def test_caffe_init_follows_bvlc():
@@ -115,3 +116,22 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     torch.save({"model": {}}, tmp_path / "bad.pt")
     with pytest.raises(FastloadError, match="arch"):
         load_checkpoint_model(tmp_path / "bad.pt")
+
+
+def test_damaged_or_foreign_checkpoints_are_one_line_naming_the_file(tmp_path):
+    import os
+    path = tmp_path / "last.pt"
+    torch.save({"model": build_model("alexnet_tv", 3).state_dict(), "arch": "alexnet_tv", "num_classes": 3}, path)
+    data = path.read_bytes()
+    damaged = {"truncated": data[:len(data) // 3], "empty": b"", "garbage": os.urandom(4096)}
+    for name, content in damaged.items():
+        path.write_bytes(content)
+        with pytest.raises(FastloadError, match="cannot read checkpoint .*last.pt") as err:
+            load_checkpoint_model(path)
+        assert "\n" not in str(err.value), name
+    torch.save([1, 2, 3], path)
+    with pytest.raises(FastloadError, match="holds a list"):
+        load_checkpoint_model(path)
+    torch.save({"x": torch.nn.Linear(2, 2)}, path)  # a pickled module: weights_only refuses to run it
+    with pytest.raises(FastloadError, match="cannot read checkpoint"):
+        load_checkpoint_model(path)

@@ -1,5 +1,6 @@
 """Plan files: the paper's plan covers the paper's experiments, validation errors name file and entry, and the
 expansion into steps respects compile -> manifest -> pretrain -> evaluations."""
+import json
 import sys
 import textwrap
 
@@ -8,14 +9,16 @@ import yaml
 
 from fastload.errors import FastloadError, UsageError
 from fastload.launchers import launch_argv
-from fastload.plan import build_steps, expand_template, load_plan, parse_data_roots, select_steps
+from fastload import report
+from fastload.plan import (EVAL_KEYS, EVAL_KINDS, KINDS, STEPS_FILE, TAGS, build_steps, expand_template, load_plan,
+                           parse_data_roots, read_steps, read_steps_file, select_steps, write_steps)
 from fastload.resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}
 
 
 def tags(plan, tag):
-    return {r["id"]: r["tags"][tag] for r in plan.runs if tag in r["tags"]}
+    return {r.id: r.tags[tag] for r in plan.runs if tag in r.tags}
 
 
 def test_paper_plan_covers_the_paper():
@@ -29,12 +32,17 @@ def test_paper_plan_covers_the_paper():
     fig9 = tags(plan, "fig9")
     assert {"random_split_a", "random_split_b", "minimal_split_a", "minimal_split_b", "full"} == set(fig9)
     assert {"induction", "coarse_fine", "imagenet_cls", "pascal_det", "pascal_act", "sun_cls"} <= \
-        {e for r in plan.runs for e in r["evals"]}
+        {e for r in plan.runs for e in r.evals}
     manifests = {m["name"] for m in yaml.safe_load((DATASETS_DIR / "paper_manifests.yaml").read_text())["manifests"]}
-    assert {r["manifest"] for r in plan.runs} <= manifests
+    assert {r.manifest for r in plan.runs} <= manifests
     for ev in plan.evaluations.values():
-        if ev["kind"] == "transfer":
-            assert (TRANSFER_CONFIGS_DIR / ev["config"]).is_file(), f"{ev['config']} is not in transfer/"
+        if ev.kind == "transfer":
+            assert (TRANSFER_CONFIGS_DIR / ev.config).is_file(), f"{ev.config} is not in transfer/"
+    # the number each evaluation shows is the one its kind declares
+    assert {n: e.metric for n, e in plan.evaluations.items()} == {
+        "pascal_det": "mean", "pascal_act": "mean", "sun_cls": "mean", "imagenet_cls": "top1",
+        "induction": "model.top1", "coarse_fine": None}
+    assert plan.run("bottom_up_486").labelset == "bottom_up@486"
 
 
 def test_paper_steps_in_dependency_order():
@@ -74,7 +82,68 @@ def test_demo_plan_loads():
     plan = load_plan("demo")
     steps = build_steps(plan, {k: f"/d/{k}" for k in plan.data}, "/r", synth=True)
     assert steps[0].kind == "synth" and all(d in plan.data for d in ("imagenet", "voc", "sun"))
-    assert plan.defaults["gpus"] == 0
+    assert plan.defaults.gpus == 0
+
+
+def test_demo_plan_has_a_control_and_seeds_for_every_transfer():
+    """Issue 15: a random-init control the report compares with, and mean ± std over >= 2 seeds per transfer."""
+    plan = load_plan("demo")
+    control = plan.control()
+    assert control is not None and control.id == "random"
+    # never trained: the seeded initial network (the last --epochs wins over the plan's default)
+    epochs = [a for flag, a in zip(control.pretrain_args, control.pretrain_args[1:]) if flag == "--epochs"]
+    assert epochs[-1] == "0"
+    transfers = {n for n, e in plan.evaluations.items() if e.kind == "transfer"}
+    assert {"pascal_det", "sun_cls"} <= transfers and transfers <= set(control.evals)
+    for name in transfers:
+        assert len(set(plan.evaluations[name].seeds)) >= 2, name
+    for run in plan.runs:
+        assert transfers & set(run.evals), f"{run.id} has no transfer to compare with the control"
+    steps = {s.id: s for s in build_steps(plan, {k: f"/d/{k}" for k in plan.data}, "/r", synth=True)}
+    pre = steps["pretrain/random"]
+    assert pre.argv[pre.argv.index("--epochs", pre.argv.index("--epochs") + 1) + 1] == "0"
+    # the control and the full run name the same manifest: one step builds it
+    assert pre.deps == steps["pretrain/full"].deps == ["manifest/full"]
+    assert not any(s.startswith("manifest/random") for s in steps)
+
+
+def test_one_control_run_at_most(tmp_path):
+    text = GOOD.replace("evals: [e]}", "evals: [e], tags: {control: a}}\n  - {id: b, manifest: {labelset: full}, "
+                                       "tags: {control: b}}")
+    with pytest.raises(FastloadError, match="more than one run is tagged 'control'"):
+        load_plan(write(tmp_path, text))
+
+
+def test_every_evaluation_kind_is_one_table_entry():
+    """What the plan, the runner and the report know of a kind comes from KINDS alone."""
+    for name, kind in KINDS.items():
+        assert kind.required <= set(EVAL_KEYS) and kind.allowed <= set(EVAL_KEYS), name
+        assert kind.command or name == "shell", name   # shell takes its command from the evaluation
+        assert not (kind.evaluation and kind.seeded is False and "group_seeds" in kind.allowed), name
+    assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell"}
+    assert set(report.FIGURES) | set(report.TABLES) | {"control"} == set(TAGS)
+
+
+def test_steps_file_round_trip(tmp_path):
+    plan = load_plan("paper")
+    steps = build_steps(plan, ROOTS, tmp_path)
+    path = write_steps(tmp_path, plan, steps, ROOTS)
+    assert path == tmp_path / STEPS_FILE == tmp_path / "steps.json"
+    back = read_steps_file(tmp_path)
+    assert back.plan == plan and back.steps == steps == read_steps(tmp_path)
+    assert [s.fingerprint() for s in back.steps] == [s.fingerprint() for s in steps]
+    assert json.loads(path.read_text())["data_roots"]["voc"] == "/data/voc"
+
+
+def test_steps_file_errors(tmp_path):
+    with pytest.raises(FastloadError, match="steps.json is missing: .* not a folder written by `fastload reproduce`$"):
+        read_steps(tmp_path)
+    (tmp_path / "plan.json").write_text("{}")
+    with pytest.raises(FastloadError, match="plan.json is from an older fastload"):
+        read_steps(tmp_path)
+    (tmp_path / "steps.json").write_text('{"steps": []}')
+    with pytest.raises(FastloadError, match="steps.json: not a steps file written by this fastload"):
+        read_steps_file(tmp_path)
 
 
 def write(tmp_path, text):
@@ -97,9 +166,18 @@ runs:
     (("runs:\n", "runs:\n  - {id: a, manifest: full}\n"), r"runs\[1\] \(a\): id must be a unique"),
     (("evals: [e]", "evals: [nope]"), r"runs\[0\] \(a\)\.evals: 'nope' is not defined under 'evaluations'"),
     (("{labelset: full}", "{labelset: full, images: 3}"), r"runs\[0\] \(a\)\.manifest: unknown key\(s\) images"),
-    (("{labelset: full}", "no_such_manifest"), r"'no_such_manifest' is not a manifest .*known: .*bottom_up_486"),
+    (("{labelset: full}", "no_such_manifest"), r"'no_such_manifest' is not a manifest of the plan's manifest list "
+                                               r".*known: .*bottom_up_486"),
     (("name: t\n", "name: t\nextra: 1\n"), r"top level: unknown key\(s\) extra"),
     (("kind: shell", "kind: magic"), r"evaluations\.e\.kind: 'magic' is not a known kind \(allowed: .*transfer"),
+    ((", command: [echo, \"{out}\"]", ""), r"evaluations\.e: a shell evaluation needs 'command'"),
+    (("kind: shell,", "kind: transfer, data: imagenet,"), r"evaluations\.e: unknown key\(s\) command .*data_root"),
+    (("kind: shell,", "kind: shell, scale: 100,"), r"evaluations\.e\.scale: the key 'scale' was removed: every "),
+    (("kind: shell,", "kind: shell, std: std,"), r"evaluations\.e\.std: the key 'std' was removed"),
+    (("evals: [e]}", "evals: [e], tags: {fig7: 1}}"), r"runs\[0\] \(a\)\.tags\.fig7: not a figure or table"),
+    (("evals: [e]}", "evals: [e], tags: {fig1: many}}"), r"tags\.fig1: must be a number"),
+    (('evaluations:\n  e: {kind: shell, command: [echo, "{out}"]}', "evaluations: [e]"),
+     r"evaluations: must map evaluation names"),
     (("evals: [e]}", "evals: [e], gpus: -1}"), r"gpus must be an integer >= 0, got -1"),
     (("data: {imagenet: {}}", "data: {voc: {}}"), r"data: must include 'imagenet'"),
 ])

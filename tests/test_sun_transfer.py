@@ -108,8 +108,8 @@ def test_classifier_loads_conv1_to_fc7_and_a_new_fc8(checkpoint):
     model.init_weights()
     for layer in ("conv1", "conv3", "conv5", "fc6", "fc7"):
         assert torch.equal(getattr(model.net, layer).weight, reference[f"{layer}.weight"])
-    assert model.net.fc8.weight.shape == (5, 4096) and torch.all(model.net.fc8.bias == 0)
-    assert abs(model.net.fc8.weight.std().item() - 0.01) < 0.001
+    assert model.fc8.weight.shape == (5, 4096) and torch.all(model.fc8.bias == 0)
+    assert abs(model.fc8.weight.std().item() - 0.01) < 0.001
     assert all(p.requires_grad for p in model.parameters())  # the whole network is fine-tuned
     with pytest.raises(FastloadError, match="no pre-trained checkpoint"):
         MODELS.build(dict(type="FastloadImageClassifier", num_classes=5)).init_weights()
@@ -119,7 +119,7 @@ def test_classifier_loads_conv1_to_fc7_and_a_new_fc8(checkpoint):
 
 
 def test_fine_tuning_runs_through_fastload_transfer(sun_root, checkpoint, tmp_path):
-    from fastload.transfer import transfer
+    from fastload.transfer import load_checkpoint_file, transfer
     iters = 3
     options = {"data_root": str(sun_root) + "/", "model.num_classes": 3,
                "train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
@@ -132,11 +132,48 @@ def test_fine_tuning_runs_through_fastload_transfer(sun_root, checkpoint, tmp_pa
     assert summary["metric"] == "sun397/mean_class_acc" and 0.0 <= summary["mean"] <= 1.0
     result = json.loads((tmp_path / "sun" / "seed_0" / "result.json").read_text())
     assert result["metrics"]["iter"] == iters and "sun397/accuracy" in result["metrics"]
-    state = torch.load(tmp_path / "sun" / "seed_0" / f"iter_{iters}.pth", map_location="cpu",
-                       weights_only=False)["state_dict"]
+    # the run's own resumable checkpoint loads through the weights-only allow-list (issue 13.4)
+    state = load_checkpoint_file(tmp_path / "sun" / "seed_0" / f"iter_{iters}.pth", "cpu")["state_dict"]
     reference = torch.load(checkpoint, weights_only=True)["model"]
-    assert state["net.fc8.weight"].shape == (3, 4096)
+    assert state["fc8.weight"].shape == (3, 4096)
     # lr 0.001 with momentum for 3 steps: every layer moved, none far from its pre-trained value
     for layer in ("conv1", "fc7"):
         delta = (state[f"net.{layer}.weight"] - reference[f"{layer}.weight"]).abs().max().item()
         assert 0 < delta < 0.05, layer
+
+
+class Exploit:
+    """Unpickling this runs code: it writes the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_a_pickle_named_in_last_checkpoint_is_refused_not_run(sun_root, checkpoint, tmp_path, writer):
+    import pickle
+
+    from fastload.transfer import transfer
+    seed_dir = tmp_path / "sun" / "seed_0"
+    seed_dir.mkdir(parents=True)
+    marker, evil = tmp_path / "executed", seed_dir / "iter_1.pth"
+    payload = {"meta": {"iter": 1}, "state_dict": {}, "message_hub": Exploit(marker)}
+    if writer == "torch":
+        torch.save(payload, evil)
+    else:
+        evil.write_bytes(pickle.dumps(payload))
+    (seed_dir / "last_checkpoint").write_text(str(evil))
+    options = {"data_root": str(sun_root) + "/", "model.num_classes": 3, "train_cfg.max_iters": 2,
+               "train_cfg.val_interval": 2, "param_scheduler.0.end": 2,
+               "train_dataloader.batch_size": 4, "val_dataloader.batch_size": 4,
+               "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
+               "val_dataloader.num_workers": 0, "val_dataloader.persistent_workers": False}
+    with pytest.raises(FastloadError, match=r"iter_1\.pth holds objects .*refused, not run.*Unsupported"):
+        transfer(SUN_CONFIG, checkpoint, tmp_path / "sun", options, seeds=[0])
+    assert not marker.exists()
+    # the file is the exploit it claims to be: an unrestricted load runs it
+    torch.load(evil, weights_only=False) if writer == "torch" else pickle.loads(evil.read_bytes())
+    assert marker.exists()

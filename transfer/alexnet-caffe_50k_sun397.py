@@ -1,6 +1,8 @@
 # SUN-CLS (Huh, Agrawal, Efros 2016, Sec. 3): a fastload-pre-trained BVLC AlexNet with fc8 replaced by a random
 # 397-way layer, the whole network fine-tuned on SUN397 partition 1 (50 train images per class), 50k iterations of
-# SGD at lr 0.001 (/10 every 20k); metric: mean per-class accuracy on the partition's test images.
+# SGD at lr 0.001 (/10 every 20k), the new fc8 at 10x (weights) and 20x (biases) that lr as in Caffe's fine-tuning
+# example (models/finetune_flickr_style); metric: mean per-class accuracy on the partition's test images.
+# Settings and sources: docs/protocol.md. data_root: the folder that holds SUN397/ and Partitions/.
 #   fastload transfer transfer/alexnet-caffe_50k_sun397.py --checkpoint runs/NAME/last.pt \
 #       --work-dir work/sun_NAME --cfg-options data_root=/data/sun/ --seeds 0 1 2
 _base_ = [
@@ -24,3 +26,9 @@ model = dict(
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True))
+# models/finetune_flickr_style/train_val.prototxt, fc8_flickr: lr_mult 10 / decay_mult 1 (weights), lr_mult 20 /
+# decay_mult 0 (biases): a layer learnt from scratch moves faster than the pre-trained ones
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={
+        'fc8.weight': dict(lr_mult=10.0, decay_mult=1.0),
+        'fc8.bias': dict(lr_mult=20.0, decay_mult=0.0)}))

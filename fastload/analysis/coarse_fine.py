@@ -10,14 +10,15 @@ Coarse accuracy is averaged per fine class too (mean over G's classes of each cl
 terms weigh the classes alike; on ImageNet's balanced val set (50 images per class) this equals the image average.
 """
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FastloadError, UsageError
+from ..files import atomic_open
 from . import features as F
 
+DEFAULT_LABELSET = "top_down@127"  # top_down_127 on ImageNet-1k; its nearest step on another dataset
 TABLE_COLUMNS = ("coarse_wnid", "name", "subclasses", "images", "coarse_acc", "fine_acc", "gap")
 
 
@@ -58,50 +59,56 @@ def model_to_dataset_classes(label_wnids, class_wnids, checkpoint) -> np.ndarray
     return np.array([class_of[w] for w in label_wnids], dtype=np.int64)
 
 
-def run_coarse_fine(args) -> list:
-    from ..index import load_index
+def coarse_fine(checkpoint, beton_dir, *, labelset: str = DEFAULT_LABELSET, min_subclasses: int = 5,
+                show: int = 10, out=None, batch_size: int = F.DEFAULT_BATCH_SIZE, resolution: int = 0,
+                device: str = "auto", num_workers: int = 2) -> list:
+    """The coarse-fine table of a fine-class `checkpoint` on the val beton of `beton_dir`, grouped by `labelset`.
+
+    Writes it as TSV to `out` (default: coarse_fine_<labelset>.tsv next to the checkpoint), prints the `show`
+    largest and smallest gaps, and returns the rows.
+    """
     from ..labelsets import class_labels as labels_of_classes, resolve_label_set
     from ..wordnet import default_tree
-    import torch
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    beton, index_path = F.beton_dir_files(args.beton_dir, ("val",))["val"]
-    index = load_index(index_path)
+    if min_subclasses < 1:
+        raise UsageError(f"--min-subclasses must be >= 1, got {min_subclasses}")
+    ex = F.extraction(batch_size, resolution, device, num_workers)
+    betons, indexes = F.load_compiled(beton_dir, ("val",))
+    index = indexes["val"]
     class_wnids = [str(w) for w in index.class_wnids]
-    label_set = resolve_label_set(args.labelset, class_wnids)
-    class_labels = labels_of_classes(label_set, class_wnids)
-    coarse_wnids = sorted({lab for lab in class_labels if lab is not None})
-    coarse_id = {w: i for i, w in enumerate(coarse_wnids)}
-    class_to_coarse = np.array([coarse_id[lab] if lab is not None else -1 for lab in class_labels])
-    model, meta = F.load_model(args.checkpoint)
-    out_to_class = model_to_dataset_classes(list(meta.get("label_wnids") or []), class_wnids, args.checkpoint)
+    label_set = resolve_label_set(labelset, class_wnids)
+    coarse_wnids, class_to_coarse = coarse_ids(labels_of_classes(label_set, class_wnids))
+    model, meta = F.load_model(checkpoint)
+    out_to_class = model_to_dataset_classes(list(meta.get("label_wnids") or []), class_wnids, checkpoint)
     rows = np.arange(len(index), dtype=np.int64)
-    outputs = F.predict_from_beton(model, beton, index, rows, batch_size=args.batch_size, device=device,
-                                   resolution=args.resolution or F.default_resolution(meta),
-                                   num_workers=args.num_workers)
-    table = coarse_fine_table(index.class_id[rows], out_to_class[outputs], class_to_coarse, args.min_subclasses)
+    outputs = F.predict_from_beton(model, betons["val"], index, rows, **ex.loader_kwargs(meta))
+    table = coarse_fine_table(index.class_id[rows], out_to_class[outputs], class_to_coarse, min_subclasses)
     if not table:
-        raise UsageError(f"no coarse label of {args.labelset} has >= {args.min_subclasses} sub-classes in "
-                         f"{args.beton_dir}; lower --min-subclasses")
+        raise UsageError(f"no coarse label of {labelset} has >= {min_subclasses} sub-classes in "
+                         f"{beton_dir}; lower --min-subclasses")
     tree = default_tree()
     for r in table:
         r["coarse_wnid"] = coarse_wnids[r["coarse"]]
         r["name"] = tree.lemma(r["coarse_wnid"])
-    out = Path(args.out or Path(args.checkpoint).parent / f"coarse_fine_{label_set.name}.tsv")
+    out = Path(out or Path(checkpoint).parent / f"coarse_fine_{label_set.name}.tsv")
     write_table(table, out)
-    print_table(table, args.show, label_set.name, out)
+    print_table(table, show, label_set.name, out)
     return table
 
 
+def coarse_ids(class_labels: list) -> tuple:
+    """(sorted coarse wnids, int array: fine class id -> index into them, -1 for a class without a coarse label)."""
+    coarse_wnids = sorted({lab for lab in class_labels if lab is not None})
+    coarse_id = {w: i for i, w in enumerate(coarse_wnids)}
+    return coarse_wnids, np.array([coarse_id[lab] if lab is not None else -1 for lab in class_labels])
+
+
 def write_table(table: list, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(TABLE_COLUMNS)
         for r in table:
             writer.writerow([r["coarse_wnid"], r["name"], r["subclasses"], r["images"],
                              f"{r['coarse_acc']:.4f}", f"{r['fine_acc']:.4f}", f"{r['gap']:.4f}"])
-    os.replace(tmp, path)
 
 
 def print_table(table: list, show: int, labelset: str, path) -> None:

@@ -1,4 +1,4 @@
-"""Network activations (fc7 features, fc8 predictions) over chosen rows of a compiled .beton, batched.
+"""Network activations (the feature layer, e.g. fc7; predictions) over chosen rows of a compiled .beton, batched.
 
 The images come through the fastload loader in evaluation mode (centre crop, no flip), with the identity label
 lookup, so the loader's labels are the fine class ids of the rows: they are checked against the index, which also
@@ -7,6 +7,7 @@ yields bf16 images there); on the CPU in float32. Features are stored as float16
 fc7 activations are post-ReLU values far inside float16's range), optionally in a .npy memmap on disk.
 """
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,6 +16,27 @@ from ..errors import FastloadError, UsageError
 
 FEATURE_DTYPE = np.float16
 DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How the analyses run a network over a beton: images per forward pass, eval crop (0 = the checkpoint's
+    own, see `default_resolution`), device and loader threads."""
+    batch_size: int = DEFAULT_BATCH_SIZE
+    resolution: int = 0
+    device: torch.device = torch.device("cpu")
+    num_workers: int = 2
+
+    def loader_kwargs(self, meta: dict) -> dict:
+        """Keyword arguments of `extract_from_beton` for a checkpoint with metadata `meta`."""
+        return {"batch_size": self.batch_size, "resolution": self.resolution or default_resolution(meta),
+                "device": self.device, "num_workers": self.num_workers}
+
+
+def extraction(batch_size: int, resolution: int, device: str, num_workers: int) -> Extraction:
+    """An Extraction with `device` ('auto', 'cpu', 'cuda', 'cuda:N') resolved by distributed.pick_device."""
+    from ..distributed import pick_device
+    return Extraction(batch_size, resolution, pick_device(0, device), num_workers)
 
 
 def default_resolution(meta: dict) -> int:
@@ -30,9 +52,36 @@ def identity_lookup(num_classes: int) -> np.ndarray:
     return np.arange(num_classes, dtype=np.int32)
 
 
-def layer_outputs(model, images: torch.Tensor, layer: str) -> torch.Tensor:
-    from ..models.alexnet import extract_features
-    return extract_features(model, images, upto=layer)
+# The layer whose activations the analyses compare, per architecture: AlexNet's fc7, as in the paper; for
+# torchvision ResNets the penultimate, pooled features (graph node 'flatten', just before fc).
+FEATURE_LAYERS = {"alexnet_caffe": "fc7", "alexnet_tv": "fc7", "resnet18": "flatten", "resnet50": "flatten"}
+
+
+def feature_layer(arch: str) -> str:
+    """The analyses' default feature layer of `arch` (FEATURE_LAYERS)."""
+    if arch not in FEATURE_LAYERS:
+        raise FastloadError(f"no feature layer is known for arch {arch!r}: give --layer, or add it to "
+                            "fastload.analysis.features.FEATURE_LAYERS")
+    return FEATURE_LAYERS[arch]
+
+
+def layer_function(model, layer):
+    """images -> activations of `layer` (None: the model's output). fastload's AlexNets by their layer names
+    (conv1..conv5, pool5, fc6, fc7, fc8); any other torchvision model by graph node name (e.g. a ResNet's
+    'flatten'), traced once here."""
+    from torchvision.models import AlexNet
+    from ..models.alexnet import AlexNetCaffe, extract_features
+    if layer is None:
+        return model
+    if isinstance(model, (AlexNetCaffe, AlexNet)):
+        return lambda images: extract_features(model, images, upto=layer)
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+    nodes = get_graph_node_names(model)[1]
+    if layer not in nodes:
+        raise UsageError(f"layer {layer!r} is not a node of {type(model).__name__}; its last nodes are "
+                         f"{', '.join(nodes[-4:])}")
+    extractor = create_feature_extractor(model, {layer: "out"})
+    return lambda images: extractor(images)["out"]
 
 
 def allocate(n: int, dim: int, out_path=None, dtype=FEATURE_DTYPE) -> np.ndarray:
@@ -46,19 +95,19 @@ def collect_outputs(model, batches, n: int, layer: str = "fc7", device="cpu", ou
                     dtype=FEATURE_DTYPE):
     """Run `model` over an iterable of (images, labels) batches covering `n` rows in order.
 
-    Returns (outputs [n, dim] of `dtype`, labels int64 [n]). `layer` is any layer of fastload's AlexNets
-    (conv1..conv5, pool5, fc6, fc7, fc8).
+    Returns (outputs [n, dim] of `dtype`, labels int64 [n]). `layer`: see `layer_function`.
     """
     from tqdm import tqdm
     device = torch.device(device)
     model = model.to(device).eval()
+    forward = layer_function(model, layer)
     feats, labels, filled = None, np.empty(n, dtype=np.int64), 0
     start = time.perf_counter()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"), \
             tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
         for images, batch_labels in batches:
             images = images.to(device, non_blocking=True)
-            out = layer_outputs(model, images if device.type == "cuda" else images.float(), layer)
+            out = forward(images if device.type == "cuda" else images.float())
             out = out.flatten(1).float().cpu().numpy()
             if feats is None:
                 feats = allocate(n, out.shape[1], out_path, dtype)
@@ -99,8 +148,8 @@ def extract_from_beton(model, beton_path, index, rows, layer: str = "fc7", batch
 
 
 def predict_from_beton(model, beton_path, index, rows, **kwargs) -> np.ndarray:
-    """Top-1 output (int64 argmax of fc8) of `model` for each row of `rows`."""
-    logits, _ = extract_from_beton(model, beton_path, index, rows, layer="fc8", desc="predict", dtype=np.float32,
+    """Top-1 output (int64 argmax of the model's output) of `model` for each row of `rows`."""
+    logits, _ = extract_from_beton(model, beton_path, index, rows, layer=None, desc="predict", dtype=np.float32,
                                    **kwargs)
     return logits.argmax(axis=1)
 
@@ -120,6 +169,21 @@ def beton_dir_files(beton_dir, splits=("train", "val")) -> dict:
                                     f"`fastload compile` (with {split}.beton and {split}_index.npz)")
         out[split] = (beton, index)
     return out
+
+
+def load_compiled(beton_dir, splits=("train", "val")) -> tuple:
+    """({split: beton path}, {split: Index}) of a folder written by `fastload compile`. Each beton is checked
+    (compile.check_beton: size, header, tables) and must follow its index (the fingerprint in the beton's
+    sidecar): a FastloadError names the file otherwise."""
+    from ..compile import check_beton
+    from ..index import load_fingerprint, load_index
+    files = beton_dir_files(beton_dir, splits)
+    for beton, index_path in files.values():
+        recorded = check_beton(beton).get("fingerprint")
+        if recorded and recorded != load_fingerprint(index_path):
+            raise FastloadError(f"{beton} was not compiled with {index_path} (index fingerprints differ): "
+                                "recompile, or put the beton beside its own index")
+    return {s: files[s][0] for s in files}, {s: load_index(files[s][1]) for s in files}
 
 
 def load_model(checkpoint):

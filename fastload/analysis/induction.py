@@ -58,58 +58,67 @@ def check_checkpoint_labels(meta: dict, class_labels: list, labelset: str, check
               "the one it was trained on?", file=sys.stderr)
 
 
-def score_checkpoint(checkpoint, files, indexes, rows, args, name) -> dict:
-    """Extract the layer's features of database and query rows with one checkpoint, and score them."""
+def score_checkpoint(checkpoint, betons, indexes, rows, extraction: F.Extraction, layer: str, features_dir,
+                     chunk_rows: int, name: str) -> dict:
+    """Extract the features of database and query rows with one checkpoint, and score them. `layer` None: the
+    checkpoint's architecture's feature layer (features.FEATURE_LAYERS)."""
     model, meta = F.load_model(checkpoint)
-    resolution = args.resolution or F.default_resolution(meta)
+    layer = layer or F.feature_layer(meta["arch"])
     out = {}
     for split in ("train", "val"):
-        out_path = (Path(args.features_dir) / f"{name}_{split}_{args.layer}.npy") if args.features_dir else None
-        out[split] = F.extract_from_beton(model, files[split][0], indexes[split], rows[split], layer=args.layer,
-                                          batch_size=args.batch_size, resolution=resolution, device=args.device,
-                                          num_workers=args.num_workers, out_path=out_path, desc=f"{name} {split}")
-    result = nn_accuracy(out["train"][0], out["train"][1], out["val"][0], out["val"][1], device=args.device,
-                         chunk_rows=args.chunk_rows)
-    return {"checkpoint": str(checkpoint), "arch": meta["arch"], "num_labels": int(meta["num_classes"]), **result}
+        out_path = (Path(features_dir) / f"{name}_{split}_{layer}.npy") if features_dir else None
+        out[split] = F.extract_from_beton(model, betons[split], indexes[split], rows[split], layer=layer,
+                                          out_path=out_path, desc=f"{name} {split}", **extraction.loader_kwargs(meta))
+    result = nn_accuracy(out["train"][0], out["train"][1], out["val"][0], out["val"][1], device=extraction.device,
+                         chunk_rows=chunk_rows)
+    return {"checkpoint": str(checkpoint), "arch": meta["arch"], "layer": layer, "num_labels": int(meta["num_classes"]),
+            **result}
 
 
-def select_rows(indexes, class_mask, args) -> dict:
-    rows = {"train": F.sample_rows(indexes["train"].class_id, class_mask, args.db_per_class, args.seed),
-            "val": F.sample_rows(indexes["val"].class_id, class_mask, args.queries_per_class, args.seed)}
+def select_rows(indexes, class_mask, db_per_class: int, queries_per_class: int, seed: int, beton_dir) -> dict:
+    """{'train': database rows, 'val': query rows} of the evaluated classes, capped per class when asked."""
+    rows = {"train": F.sample_rows(indexes["train"].class_id, class_mask, db_per_class, seed),
+            "val": F.sample_rows(indexes["val"].class_id, class_mask, queries_per_class, seed)}
     for split, r in rows.items():
         if len(r) == 0:
-            raise UsageError(f"no {split} images of the {int(class_mask.sum())} evaluated classes in {args.beton_dir}")
+            raise UsageError(f"no {split} images of the {int(class_mask.sum())} evaluated classes in {beton_dir}")
     if len(rows["train"]) < max(TOPK):
         raise UsageError(f"the database has {len(rows['train'])} images, fewer than the {max(TOPK)} neighbours needed")
     return rows
 
 
-def run_induction(args) -> dict:
-    """The whole measurement for the parsed command-line `args`; writes and returns the result dict."""
-    from ..index import load_index
+def induction(checkpoint, labelset: str, beton_dir, *, baseline=None, classes: str = "unseen", layer=None,
+              db_per_class: int = 0, queries_per_class: int = 0, seed: int = 0,
+              chunk_rows: int = DEFAULT_CHUNK_ROWS, features_dir=None, out=None,
+              batch_size: int = F.DEFAULT_BATCH_SIZE, resolution: int = 0, device: str = "auto",
+              num_workers: int = 2) -> dict:
+    """Induction accuracy of `checkpoint` (trained on `labelset`), and of `baseline` on the same rows, on the
+    features of `layer` (default: each checkpoint's architecture's feature layer, fc7 for AlexNet).
+
+    Writes the result JSON to `out` (default: induction_<labelset>.json next to the checkpoint) and returns it.
+    """
     from ..labelsets import class_labels as labels_of_classes, resolve_label_set
-    import torch
-    args.device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    files = F.beton_dir_files(args.beton_dir)
-    indexes = {split: load_index(files[split][1]) for split in files}
+    ex = F.extraction(batch_size, resolution, device, num_workers)
+    betons, indexes = F.load_compiled(beton_dir)
     class_wnids = [str(w) for w in indexes["train"].class_wnids]
-    label_set = resolve_label_set(args.labelset, class_wnids)
+    label_set = resolve_label_set(labelset, class_wnids)
     class_labels = labels_of_classes(label_set, class_wnids)
-    mask = evaluation_classes(class_wnids, class_labels, args.classes)
+    mask = evaluation_classes(class_wnids, class_labels, classes)
     if not mask.any():
-        raise UsageError(f"label set {args.labelset} keeps every class of {args.beton_dir} as its own label: no "
+        raise UsageError(f"label set {labelset} keeps every class of {beton_dir} as its own label: no "
                          "unseen classes to evaluate (use --classes all to evaluate every class)")
-    rows = select_rows(indexes, mask, args)
-    if args.features_dir:
-        os.makedirs(args.features_dir, exist_ok=True)
-    _, meta = F.load_model(args.checkpoint)
-    check_checkpoint_labels(meta, class_labels, args.labelset, args.checkpoint)
-    result = {"labelset": label_set.name, "classes": args.classes, "layer": args.layer,
-              "evaluated_class_wnids": [w for w, m in zip(class_wnids, mask) if m],
-              "model": score_checkpoint(args.checkpoint, files, indexes, rows, args, "model")}
-    if args.baseline:
-        result["baseline"] = score_checkpoint(args.baseline, files, indexes, rows, args, "baseline")
-    write_json(result, args.out or Path(args.checkpoint).parent / f"induction_{label_set.name}.json")
+    rows = select_rows(indexes, mask, db_per_class, queries_per_class, seed, beton_dir)
+    if features_dir:
+        os.makedirs(features_dir, exist_ok=True)
+    _, meta = F.load_model(checkpoint)
+    check_checkpoint_labels(meta, class_labels, labelset, checkpoint)
+    scored = {"model": checkpoint, "baseline": baseline}
+    result = {"labelset": label_set.name, "classes": classes,
+              "evaluated_class_wnids": [w for w, m in zip(class_wnids, mask) if m]}
+    for name, path in scored.items():
+        if path:
+            result[name] = score_checkpoint(path, betons, indexes, rows, ex, layer, features_dir, chunk_rows, name)
+    write_json(result, out or Path(checkpoint).parent / f"induction_{label_set.name}.json")
     print_result(result)
     return result
 
@@ -122,7 +131,7 @@ def write_json(result: dict, path) -> None:
 def print_result(result: dict) -> None:
     m = result["model"]
     print(f"induction accuracy, label set {result['labelset']}: {m['classes']} {result['classes']} classes, "
-          f"{m['queries']} val queries, {m['database']} train images in the database ({result['layer']}, cosine)")
+          f"{m['queries']} val queries, {m['database']} train images in the database ({m['layer']}, cosine)")
     print(f"{'model':<10} {'top1':>7} {'top5':>7}  checkpoint")
     for name in ("model", "baseline"):
         if name in result:

@@ -10,15 +10,12 @@ also when a tie straddles a chunk boundary or the k-th place. (torch.topk alone 
 import numpy as np
 import torch
 
+from ..distributed import pick_device
 from ..errors import UsageError
 
 DEFAULT_CHUNK_ROWS = 65536   # database rows per chunk: 65536 x 4096 float32 = 1 GiB on the device
 DEFAULT_QUERY_ROWS = 1024    # queries per batch: the similarity block is QUERY_ROWS x CHUNK_ROWS float32
 DEFAULT_QUERY_BLOCK_ROWS = 65536  # queries held on the device at once (ImageNet val: all 50k in one block)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +103,7 @@ def knn_search(queries, database, k: int, chunk_rows: int = DEFAULT_CHUNK_ROWS,
     if min(chunk_rows, query_rows, query_block_rows) < 1:
         raise UsageError(f"knn_search: chunk_rows={chunk_rows}, query_rows={query_rows} and "
                          f"query_block_rows={query_block_rows} must be >= 1")
-    device = torch.device(device) if device is not None else default_device()
+    device = torch.device(device) if device is not None else pick_device(0, "auto")
     out_idx = np.empty((len(queries), k), dtype=np.int64)
     out_sims = np.empty((len(queries), k), dtype=np.float32)
     with torch.no_grad():

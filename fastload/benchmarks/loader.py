@@ -8,63 +8,68 @@ warm-up epoch (process start-up, Numba compilation) and then --epochs timed epoc
 """
 import os
 import time
+from typing import NamedTuple
+
+from ..errors import UsageError
 
 DEFAULT_IMAGES = 2000
 DEFAULT_CLASSES = 10
 
 
-def configure(p):
-    p.add_argument("--images", type=int, default=DEFAULT_IMAGES, help=f"JPEGs to make (default: {DEFAULT_IMAGES})")
-    p.add_argument("--classes", type=int, default=DEFAULT_CLASSES, help=f"class folders (default: {DEFAULT_CLASSES})")
-    p.add_argument("--width", type=int, default=400, help="mean image width in pixels (default: 400)")
-    p.add_argument("--height", type=int, default=350, help="mean image height in pixels (default: 350)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
-    p.add_argument("--resolution", type=int, default=224, help="crop side fed to the model (default: 224)")
-    p.add_argument("--num-workers", type=int, default=2, help="loader workers / threads for both (default: 2)")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch (default: 2)")
-    p.add_argument("--workdir", default=None, help="folder for the JPEGs and the beton, kept and reused "
-                                                   "(default: a temporary folder, removed afterwards)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic images (default: 0)")
+class Synthetic(NamedTuple):
+    """The synthetic JPEGs: how many, in how many class folders, their mean size, the seed."""
+    images: int
+    classes: int
+    width: int
+    height: int
+    seed: int
 
 
-def run(args):
+def bench_loader(images: int = DEFAULT_IMAGES, classes: int = DEFAULT_CLASSES, width: int = 400, height: int = 350,
+                 batch_size: int = 64, resolution: int = 224, num_workers: int = 2, epochs: int = 2, workdir=None,
+                 seed: int = 0) -> dict:
+    """Images/s of both loaders over `images` synthetic JPEGs of about `width` x `height` in `classes` folders.
+
+    `workdir` keeps the JPEGs and the beton for the next run (default: a temporary folder, removed afterwards).
+    Returns {"fastload": images/s, "torchvision": images/s, "ratio": fastload / torchvision}.
+    """
     import tempfile
     from pathlib import Path
-    from ..errors import UsageError
-    if args.images < args.batch_size or args.classes < 1 or args.epochs < 1:
-        raise UsageError("need --images >= --batch-size, --classes >= 1 and --epochs >= 1")
-    if args.workdir:
-        return run_in(Path(args.workdir), args)
+    if images < batch_size or classes < 1 or epochs < 1 or min(batch_size, num_workers) < 1:
+        raise UsageError("need --images >= --batch-size >= 1, --classes >= 1, --epochs >= 1 and --num-workers >= 1")
+    settings = Synthetic(images, classes, width, height, seed)
+    if workdir:
+        return run_in(Path(workdir), settings, batch_size, resolution, num_workers, epochs)
     with tempfile.TemporaryDirectory(prefix="fastload-bench-loader-") as work:
-        return run_in(Path(work), args)
+        return run_in(Path(work), settings, batch_size, resolution, num_workers, epochs)
 
 
-def run_in(work, args):
+def run_in(work, synthetic: Synthetic, batch_size: int, resolution: int, num_workers: int, epochs: int) -> dict:
     root, out = work / "jpegs", work / "compiled"
-    made = make_jpegs(root, args)
-    beton = compile_jpegs(root, out, args, made)
-    fast = time_epochs(fastload_loader(beton, args), args.epochs)
-    slow = time_epochs(torchvision_loader(root, args), args.epochs)
-    print(f"loader benchmark: {made} JPEGs of ~{args.width}x{args.height}, batch {args.batch_size}, "
-          f"crop {args.resolution}, {args.num_workers} workers, {args.epochs} timed epoch(s) after 1 warm-up")
+    made = make_jpegs(root, synthetic, num_workers)
+    beton = compile_jpegs(root, out, made, num_workers)
+    fast = time_epochs(fastload_loader(beton, batch_size, resolution, num_workers, synthetic.seed), epochs)
+    slow = time_epochs(torchvision_loader(root, batch_size, resolution, num_workers), epochs)
+    print(f"loader benchmark: {made} JPEGs of ~{synthetic.width}x{synthetic.height}, batch {batch_size}, "
+          f"crop {resolution}, {num_workers} workers, {epochs} timed epoch(s) after 1 warm-up")
     print(f"  fastload (FFCV beton, Numba label lookup): {fast:8.1f} images/s")
     print(f"  torchvision ImageFolder + PIL + DataLoader: {slow:8.1f} images/s")
     print(f"  ratio: {fast / slow:.2f}x")
-    return 0
+    return {"fastload": fast, "torchvision": slow, "ratio": fast / slow}
 
 
-def make_jpegs(root, args) -> int:
+def make_jpegs(root, synthetic: Synthetic, num_workers: int) -> int:
     """ImageFolder tree root/train/<wnid>/*.JPEG of photo-like synthetic images; reused when already complete."""
     import multiprocessing
     from ..resources import imagenet_wnids
-    wnids = imagenet_wnids()[:args.classes]
-    jobs = [(str(root / "train" / wnids[i % len(wnids)] / f"img_{i:06d}.JPEG"), args.width, args.height,
-             args.seed + i) for i in range(args.images)]
+    wnids = imagenet_wnids()[:synthetic.classes]
+    jobs = [(str(root / "train" / wnids[i % len(wnids)] / f"img_{i:06d}.JPEG"), synthetic.width, synthetic.height,
+             synthetic.seed + i) for i in range(synthetic.images)]
     if all(os.path.exists(job[0]) for job in jobs) and count_files(root / "train") == len(jobs):
         return len(jobs)  # a kept --workdir from an earlier run
     for wnid in wnids:
         (root / "train" / wnid).mkdir(parents=True, exist_ok=True)
-    with multiprocessing.get_context("fork").Pool(args.num_workers) as pool:
+    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
         pool.starmap(write_jpeg, jobs, chunksize=32)
     return len(jobs)
 
@@ -85,37 +90,37 @@ def write_jpeg(path, width, height, seed):
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
 
 
-def compile_jpegs(root, out, args, made: int):
+def compile_jpegs(root, out, made: int, num_workers: int):
     """Compile the JPEGs with the default settings, unless a kept --workdir already holds that compile."""
     import json
     from ..compile import CompileSettings, compile_imagenet
     done = out / "compile.json"
     if not done.exists() or json.loads(done.read_text())["splits"].get("train") != made:
         started = time.time()
-        compile_imagenet(root, out, CompileSettings(num_workers=args.num_workers), splits=("train",))
+        compile_imagenet(root, out, CompileSettings(num_workers=num_workers), splits=("train",))
         seconds = time.time() - started
         print(f"compiled {made} JPEGs in {seconds:.1f} s ({made / seconds:.0f} images/s, default settings)")
     return out / "train.beton"
 
 
-def fastload_loader(beton, args):
+def fastload_loader(beton, batch_size: int, resolution: int, num_workers: int, seed: int):
     import numpy as np
     from ..index import load_index
     from ..loader import make_loader
     index = load_index(beton.with_name("train_index.npz"))
-    return make_loader(beton, np.arange(len(index)), np.arange(index.num_classes), args.batch_size,
-                       args.resolution, train=True, num_workers=args.num_workers, seed=args.seed)
+    return make_loader(beton, np.arange(len(index)), np.arange(index.num_classes), batch_size,
+                       resolution, train=True, num_workers=num_workers, seed=seed)
 
 
-def torchvision_loader(root, args):
+def torchvision_loader(root, batch_size: int, resolution: int, num_workers: int):
     import torch
     from torchvision import datasets, transforms
     from ..loader import IMAGENET_MEAN, IMAGENET_STD
-    transform = transforms.Compose([transforms.RandomResizedCrop(args.resolution), transforms.RandomHorizontalFlip(),
+    transform = transforms.Compose([transforms.RandomResizedCrop(resolution), transforms.RandomHorizontalFlip(),
                                     transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     dataset = datasets.ImageFolder(str(root / "train"), transform=transform)
-    return torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                       num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                       num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
 def time_epochs(loader, epochs: int) -> float:

@@ -7,7 +7,7 @@ same resolution and batch. The ratio says how much of the device the data path l
 Pipelines:
 - `ffcv` (default): fastload.loader.make_loader, the trainer's loader: JPEG/raw decode with random-resized crop and
   flip on CPU threads (Numba), normalisation on the device.
-- `raw-gpu`: the trainer's `augment: device` path (fastload.pretrain.raw_loader), for betons stored raw at one
+- `raw-gpu`: the trainer's `augment: device` path (fastload.loader.raw_loader), for betons stored raw at one
   fixed size (the synthetic beton here): the CPU only copies bytes (FFCV SimpleRGBImageDecoder: no decode, no
   resize); random-resized crop + flip (one affine grid_sample per batch) and normalisation run on the device.
 
@@ -16,31 +16,9 @@ fastload.compile (raw, fixed size, so both pipelines apply). Example for one H20
     fastload bench train --images 50000 --image-size 176 --resolution 160 --batch-size 512 --steps 200 \
         --pipeline both --num-workers 16 --amp bf16 --channels-last
 """
-import argparse
-
 PIPELINES = ("ffcv", "raw-gpu", "both")
-
-
-def configure(p):
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    p.add_argument("--beton", help="train beton to read (default: compile a synthetic one in a temporary folder)")
-    p.add_argument("--images", type=int, default=96, help="synthetic beton: number of images")
-    p.add_argument("--image-size", type=int, default=72, help="synthetic beton: stored side in pixels (square)")
-    p.add_argument("--classes", type=int, default=4, help="synthetic beton: classes")
-    p.add_argument("--arch", default="alexnet_caffe", help="alexnet_caffe or alexnet_tv")
-    p.add_argument("--resolution", type=int, default=64, help="train crop side in pixels")
-    p.add_argument("--batch-size", type=int, default=16, help="images per step")
-    p.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
-    p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (JIT, cudnn autotune)")
-    p.add_argument("--pipeline", default="ffcv", choices=PIPELINES, help="data path(s) to measure")
-    p.add_argument("--crop", default="rrc", choices=("rrc", "caffe"),
-                   help="ffcv pipeline: random-resized crop, or Caffe's random window of a square resize")
-    p.add_argument("--num-workers", type=int, default=2, help="loader threads")
-    p.add_argument("--amp", default="bf16", choices=("none", "bf16", "fp16"), help="autocast dtype on CUDA")
-    p.add_argument("--channels-last", action="store_true", help="NHWC model and inputs")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs")
-    p.add_argument("--json", help="also write the results to this JSON file")
+CROPS = ("rrc", "caffe")
+AMP_CHOICES = ("none", "bf16", "fp16")
 
 
 # ---------------------------------------------------------------- data
@@ -66,40 +44,43 @@ def synthetic_beton(folder, images: int, size: int, classes: int) -> str:
 
 
 def beton_labels(beton: str):
-    """(rows, identity label lookup) covering every row and class id of the beton."""
+    """(rows, identity label lookup) covering every row and class id of the beton (checked first: a missing,
+    truncated or non-beton file is a FastloadError naming it)."""
     import numpy as np
     from ffcv.reader import Reader
-    reader = Reader(beton)
+
+    from ..compile import check_beton
+    check_beton(beton)
+    reader = Reader(str(beton))
     labels = reader.metadata[f"f{reader.field_names.index('label')}"]
     return np.arange(reader.num_samples, dtype=np.int64), np.arange(int(labels.max()) + 1, dtype=np.int32)
 
 
 # ---------------------------------------------------------------- measurement
 
-class Step:
-    """The trainer's train step (fastload.pretrain.train_step) on a bare model, without a run folder."""
-
-    def __init__(self, args, num_classes, device):
-        import torch
-
-        from .. import pretrain
-        cfg = pretrain.apply_overrides(pretrain.load_recipe("fast"), [
-            ("arch", args.arch), ("amp", args.amp), ("channels_last", str(args.channels_last)),
-            ("compile", str(args.compile)), ("batch_size", str(args.batch_size)), ("init", "kaiming")])
-        self.cfg, self.dist = cfg, _Dist(device)
-        self.model, self.bare = pretrain.create_model(cfg, num_classes, self.dist)
-        self.optimizer = pretrain.create_optimizer(cfg, self.bare)
-        self.amp_dtype = pretrain.autocast_dtype(cfg, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self._step = pretrain.train_step
-
-    def __call__(self, images, labels):
-        return self._step(self, images, labels, 0.01)
+STEP_LR = 0.01  # any fixed learning rate: the benchmark times steps, it does not train to an accuracy
 
 
-class _Dist:
-    def __init__(self, device):
-        self.device, self.rank, self.world_size, self.distributed = device, 0, 1, False
+def make_step(arch: str, amp: str, channels_last: bool, compile_model: bool, batch_size: int, num_classes: int,
+              device):
+    """The trainer's own `pretrain.train_step` as `step(images, labels)`, on a model, optimizer and scaler built
+    as the 'fast' recipe builds them (with the given arch, amp, channels_last, compile and batch size)."""
+    import functools
+
+    import torch
+
+    from .. import pretrain
+    from ..distributed import DistInfo
+    from ..recipe import apply_overrides, load_recipe
+    cfg = apply_overrides(load_recipe("fast"), [
+        ("arch", arch), ("amp", amp), ("channels_last", str(channels_last)),
+        ("compile", str(compile_model)), ("batch_size", str(batch_size)), ("init", "kaiming")])
+    model, bare = pretrain.create_model(cfg, num_classes, DistInfo(rank=0, world_size=1, local_rank=0, device=device))
+    optimizer = pretrain.create_optimizer(cfg, bare)
+    amp_dtype = pretrain.autocast_dtype(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    return functools.partial(pretrain.train_step, model, optimizer, scaler, lr=STEP_LR, amp_dtype=amp_dtype,
+                             channels_last=channels_last, label_smoothing=cfg["label_smoothing"])
 
 
 def synchronize(device) -> None:
@@ -142,52 +123,78 @@ def same_batch(images, labels):
         yield images, labels
 
 
-def run(args):
-    import json
+def bench_train(beton=None, images: int = 96, image_size: int = 72, classes: int = 4, arch: str = "alexnet_caffe",
+                resolution: int = 64, batch_size: int = 16, steps: int = 4, warmup_steps: int = 2,
+                pipeline: str = "ffcv", crop: str = "rrc", num_workers: int = 2, amp: str = "bf16",
+                channels_last: bool = False, compile_model: bool = False, device: str = "auto",
+                json_path=None) -> dict:
+    """Train-step images/s on a batch already on the device (the ceiling) and fed by each asked `pipeline`
+    ('ffcv', 'raw-gpu' or 'both') over `beton` (default: a synthetic one of `images` squares of `image_size`
+    pixels in `classes` classes). Prints each figure, writes them to `json_path` when given, returns them."""
     import tempfile
-
-    import torch
 
     from ..distributed import pick_device
     from ..errors import UsageError
-    from ..loader import make_loader
-    from ..pretrain import device_random_resized_crop, raw_loader
-    if min(args.steps, args.batch_size, args.resolution, args.images) < 1 or args.warmup_steps < 0:
-        raise UsageError("--steps, --batch-size, --resolution and --images must be >= 1, --warmup-steps >= 0")
-    device = pick_device(0, args.device)
+    from ..files import write_json
+    from ..loader import make_loader, raw_loader
+    for flag, value, choices in (("--pipeline", pipeline, PIPELINES), ("--crop", crop, CROPS),
+                                 ("--amp", amp, AMP_CHOICES)):
+        if value not in choices:
+            raise UsageError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
+    if min(steps, batch_size, resolution, images, num_workers) < 1 or warmup_steps < 0:
+        raise UsageError("--steps, --batch-size, --resolution, --images and --num-workers must be >= 1, "
+                         "--warmup-steps >= 0")
+    dev = pick_device(0, device)
     with tempfile.TemporaryDirectory(prefix="fastload-bench-") as tmp:
-        beton = args.beton or synthetic_beton(tmp, args.images, args.image_size, args.classes)
-        rows, lookup = beton_labels(beton)
-        if len(rows) < args.batch_size:
-            raise UsageError(f"{beton} has {len(rows)} rows, fewer than --batch-size {args.batch_size}")
-        step = Step(args, len(lookup), device)
-        in_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # what the loader hands over
-        fixed = torch.randn(args.batch_size, 3, args.resolution, args.resolution, device=device).to(in_dtype)
-        if args.channels_last:
-            fixed = fixed.contiguous(memory_format=torch.channels_last)
-        fixed_labels = torch.randint(0, len(lookup), (args.batch_size,), device=device)
-        results = {"device": str(device), "arch": args.arch, "resolution": args.resolution,
-                   "batch_size": args.batch_size, "amp": args.amp if device.type == "cuda" else "none (CPU)",
-                   "channels_last": args.channels_last, "beton": args.beton or "synthetic", "crop": args.crop,
-                   "ceiling": time_steps(step, same_batch(fixed, fixed_labels), args.warmup_steps, args.steps, device)}
+        path = beton or synthetic_beton(tmp, images, image_size, classes)
+        rows, lookup = beton_labels(path)
+        if len(rows) < batch_size:
+            raise UsageError(f"{path} has {len(rows)} rows, fewer than --batch-size {batch_size}")
+        step = make_step(arch, amp, channels_last, compile_model, batch_size, len(lookup), dev)
+        timing = (warmup_steps, steps, dev)
+        results = {"device": str(dev), "arch": arch, "resolution": resolution, "batch_size": batch_size,
+                   "amp": amp if dev.type == "cuda" else "none (CPU)", "channels_last": channels_last,
+                   "beton": beton or "synthetic", "crop": crop,
+                   "ceiling": time_steps(step, fixed_batches(batch_size, resolution, len(lookup), channels_last,
+                                                            dev), *timing)}
         report("ceiling (data on device)", results["ceiling"], None)
-        if args.pipeline in ("ffcv", "both"):
-            loader = make_loader(beton, rows, lookup, args.batch_size, args.resolution, True, device=str(device),
-                                 num_workers=args.num_workers, crop=args.crop)
-            results["ffcv"] = time_steps(step, repeat_epochs(loader), args.warmup_steps, args.steps, device)
+        if pipeline in ("ffcv", "both"):
+            loader = make_loader(path, rows, lookup, batch_size, resolution, True, device=str(dev),
+                                 num_workers=num_workers, crop=crop)
+            results["ffcv"] = time_steps(step, repeat_epochs(loader), *timing)
             report("end to end, ffcv loader", results["ffcv"], results["ceiling"])
-        if args.pipeline in ("raw-gpu", "both"):
-            loader = raw_loader(beton, rows, lookup, args.batch_size, device, args.num_workers)
-            crop = lambda x: device_random_resized_crop(x, args.resolution, in_dtype, args.channels_last)  # noqa
-            results["raw-gpu"] = time_steps(step, repeat_epochs(loader, crop), args.warmup_steps, args.steps, device)
+        if pipeline in ("raw-gpu", "both"):
+            loader = raw_loader(path, rows, lookup, batch_size, dev, num_workers)
+            results["raw-gpu"] = time_steps(step, repeat_epochs(loader, device_crop(resolution, channels_last, dev)),
+                                            *timing)
             report("end to end, raw + device augmentation", results["raw-gpu"], results["ceiling"])
     for key in ("ffcv", "raw-gpu"):
         if key in results:
             results[key]["ratio"] = results[key]["images_per_s"] / results["ceiling"]["images_per_s"]
-    if args.json:
-        from pathlib import Path
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    if json_path:
+        write_json(json_path, results)
+    return results
+
+
+def input_dtype(device):
+    """What the loaders hand over: bf16 on CUDA, float32 on the CPU."""
+    import torch
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def fixed_batches(batch_size: int, resolution: int, num_classes: int, channels_last: bool, device):
+    """One random batch already on the device, forever: the ceiling's input."""
+    import torch
+    images = torch.randn(batch_size, 3, resolution, resolution, device=device).to(input_dtype(device))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return same_batch(images, torch.randint(0, num_classes, (batch_size,), device=device))
+
+
+def device_crop(resolution: int, channels_last: bool, device):
+    """The trainer's `augment: device` crop, flip and normalisation of a raw uint8 batch."""
+    from ..loader import device_random_resized_crop
+    return lambda x: device_random_resized_crop(x, resolution, input_dtype(device), channels_last)
 
 
 def report(name: str, r: dict, ceiling) -> None:

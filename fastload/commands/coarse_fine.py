@@ -1,11 +1,12 @@
 """fastload coarse-fine: per coarse class, coarse accuracy minus mean fine accuracy of a 1000-class model (Fig. 6)."""
-from .induction import add_feature_arguments
+from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
 
 
 def configure(p):
     p.add_argument("--checkpoint", required=True, help="fastload checkpoint trained on the fine classes ('full')")
     p.add_argument("--labelset", default="top_down@127",
-                   help="coarse label set grouping the fine classes (default: top_down@127: the top-down step nearest 127/1000 of the classes, top_down_127 on ImageNet-1k)")
+                   help="coarse label set grouping the fine classes (default: top_down@127: the top-down step "
+                        "nearest 127/1000 of the classes, top_down_127 on ImageNet-1k)")
     p.add_argument("--min-subclasses", type=int, default=5,
                    help="only coarse classes with at least this many fine classes in the dataset (default: 5)")
     add_feature_arguments(p)
@@ -15,11 +16,11 @@ def configure(p):
 
 
 def run(args):
-    from ..analysis.coarse_fine import run_coarse_fine
-    from ..errors import UsageError
-    if args.min_subclasses < 1:
-        raise UsageError(f"--min-subclasses must be >= 1, got {args.min_subclasses}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    run_coarse_fine(args)
+    from ..analysis.coarse_fine import coarse_fine
+    require_at_least(args, 1, "min_subclasses")
+    require_at_least(args, 0, "show")
+    if args.out:
+        check_output_file(args.out, "--out")
+    coarse_fine(args.checkpoint, labelset=args.labelset, min_subclasses=args.min_subclasses, show=args.show,
+                out=args.out, **feature_settings(args))
     return 0

@@ -3,6 +3,7 @@
   fastload compile imagenet ROOT OUT [--max-resolution 256 --write-mode proportion ...]
   fastload compile imagenet ROOT OUT --square 176        (fixed-size raw squares, for `augment: device`)
   fastload compile materialize --manifest M.npz --beton OUT/train.beton SUBSET.beton
+  fastload compile verify OUT                            (every checksum of every beton in OUT, or of one beton)
 """
 
 
@@ -12,16 +13,22 @@ def configure(p):
         "imagenet", help="compile ROOT (ILSVRC-2012 layout or any ImageFolder tree) into OUT",
         description="Index ROOT/train/<class>/* and ROOT/val (class folders, or flat with LOC_val_solution.csv or "
                     "the devkit's ILSVRC2012_validation_ground_truth.txt) and write OUT/{split}.beton, "
-                    "OUT/{split}_index.npz, classes.txt, compile.json, skipped.tsv and converted.tsv."))
+                    "OUT/{split}_index.npz, classes.txt, compile.json, skipped.jsonl and converted.jsonl. The "
+                    "compile is staged beside OUT and swapped in when complete."))
     configure_materialize(sub.add_parser(
         "materialize", help="write a standalone beton holding only one manifest's rows",
         description="Copy the rows of a manifest (its `indices`) from the base beton into a standalone beton, "
                     "byte for byte, plus OUT_index.npz. Labels stay fine class ids (apply label_lookup at load)."))
+    verify = sub.add_parser("verify", help="check every page checksum of the betons of a compile folder",
+                            description="Check every beton in OUT (or the one beton given) against the size and "
+                                        "checksums recorded when it was written, and each index against its beton.")
+    verify.add_argument("out", help="a compile folder (OUT) or one .beton file")
+    verify.set_defaults(_compile_run=run_verify)
 
 
 def configure_imagenet(p):
     from ..compile import (DEFAULT_COMPRESS_PROBABILITY, DEFAULT_JPEG_QUALITY, DEFAULT_MAX_RESOLUTION,
-                           DEFAULT_WRITE_MODE, WRITE_MODES)
+                           DEFAULT_MIN_SIDE, DEFAULT_WRITE_MODE, WRITE_MODES)
     p.add_argument("root", help="dataset folder holding train/ and val/ (or Kaggle's ILSVRC/Data/CLS-LOC)")
     p.add_argument("out", help="output folder for the betons, indices and reports")
     p.add_argument("--splits", default="train,val", help="comma-separated splits to compile (default: train,val)")
@@ -39,9 +46,13 @@ def configure_imagenet(p):
     p.add_argument("--compress-probability", type=float, default=DEFAULT_COMPRESS_PROBABILITY,
                    help="with --write-mode proportion, the fraction stored as JPEG "
                         f"(default: {DEFAULT_COMPRESS_PROBABILITY})")
+    p.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE,
+                   help="skip images whose stored shorter side would be under this many pixels, so that every "
+                        f"crop decoder can read every row (default: {DEFAULT_MIN_SIDE})")
     p.add_argument("--num-workers", type=int, default=2, help="processes decoding and writing (default: 2)")
-    p.add_argument("--strict", action="store_true", help="fail when any file cannot be decoded (default: skip it "
-                                                          "and list it in OUT/skipped.tsv)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when any image file cannot be decoded or stored (default: skip it and list it in "
+                        "OUT/skipped.jsonl)")
     p.add_argument("--devkit-class-order", default=None, metavar="FILE",
                    help="for a flat val/ labelled by ILSVRC2012_validation_ground_truth.txt: the 1000 wnids in "
                         "ILSVRC2012_ID order (the devkit's meta.mat order), one per line; `python -m pydoc "
@@ -62,18 +73,13 @@ def run(args):
 
 
 def run_imagenet(args):
-    from ..compile import DEFAULT_MAX_RESOLUTION, DEFAULT_WRITE_MODE, CompileSettings, compile_imagenet
+    from ..compile import CompileSettings, compile_imagenet
     from ..errors import UsageError
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if not splits or len(set(splits)) != len(splits):
         raise UsageError(f"--splits {args.splits!r}: give distinct split folder names, e.g. train,val")
-    if args.square and args.max_resolution not in (None, args.square):
-        raise UsageError(f"--max-resolution {args.max_resolution} conflicts with --square {args.square}: square "
-                         f"images are {args.square} pixels on each side; drop --max-resolution")
-    max_resolution = DEFAULT_MAX_RESOLUTION if args.max_resolution is None else args.max_resolution
-    write_mode = args.write_mode or ("raw" if args.square else DEFAULT_WRITE_MODE)
-    settings = CompileSettings(max_resolution, write_mode, args.jpeg_quality, args.compress_probability,
-                               args.num_workers, args.strict, args.square)
+    settings = CompileSettings(args.max_resolution, args.write_mode, args.jpeg_quality, args.compress_probability,
+                               args.num_workers, args.strict, args.square, args.min_side)
     summary = compile_imagenet(args.root, args.out, settings, splits, args.devkit_class_order)
     counts = ", ".join(f"{s} {n} images" for s, n in summary["splits"].items())
     print(f"compiled {args.root} -> {args.out}: {counts}, {summary['num_classes']} classes, "
@@ -81,8 +87,8 @@ def run_imagenet(args):
     stored = (f"{args.square}x{args.square} centre squares" if args.square else
               f"longest side <= {settings.max_resolution}" if settings.max_resolution else "original sizes")
     print(f"images stored {settings.write_mode}, {stored} (described in {args.out}/<split>.beton.json)")
-    print(f"skipped {summary['skipped']} undecodable file(s) (listed in {args.out}/skipped.tsv); "
-          f"converted {summary['converted']} to RGB (listed in {args.out}/converted.tsv)")
+    print(f"skipped {summary['skipped']} entries, {summary['skipped_images']} of them image files (listed in "
+          f"{args.out}/skipped.jsonl); {summary['converted']} files converted or noted (in {args.out}/converted.jsonl)")
     if not summary["wnid_class_names"]:
         print("note: class folders are not WordNet ids (n########): the betons work with the 'full' labels, "
               "but WordNet label sets cannot be built for this dataset")
@@ -93,4 +99,11 @@ def run_materialize(args):
     from ..compile import materialize
     n = materialize(args.manifest, args.beton, args.out, args.num_workers)
     print(f"materialized {n} rows of {args.beton} selected by {args.manifest} -> {args.out}")
+    return 0
+
+
+def run_verify(args):
+    from ..compile import verify_compile
+    for line in verify_compile(args.out):
+        print(line)
     return 0

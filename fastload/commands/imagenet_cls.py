@@ -1,2 +1,32 @@
 """fastload imagenet-cls: freeze a label-set network below fc8, train a new fc8 on every class (paper Fig. 1, 2)."""
-from ..analysis.imagenet_cls import configure, run  # noqa: F401  (arguments and run live beside the loop)
+from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
+
+
+def configure(p):
+    p.add_argument("--checkpoint", required=True, help="fastload checkpoint pre-trained on any label set")
+    add_feature_arguments(p, batch_help="images per iteration")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the train set (default: 10)")
+    p.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations; 0 = no limit")
+    p.add_argument("--lr", type=float, default=0.01, help="initial learning rate of fc8 (default: 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, 0 <= m < 1 (default: 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay, >= 0 (default: 5e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of fc8's initialisation and the data order")
+    p.add_argument("--out", default=None, help="result JSON (default: imagenet_cls.json next to --checkpoint)")
+
+
+def run(args):
+    from ..analysis.imagenet_cls import imagenet_cls
+    from ..errors import UsageError
+    require_at_least(args, 1, "epochs")
+    require_at_least(args, 0, "max_iters")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
+    if not 0 <= args.momentum < 1:
+        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if not args.weight_decay >= 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.out:
+        check_output_file(args.out, "--out")
+    imagenet_cls(args.checkpoint, epochs=args.epochs, max_iters=args.max_iters, lr=args.lr, momentum=args.momentum,
+                 weight_decay=args.weight_decay, seed=args.seed, out=args.out, **feature_settings(args))
+    return 0

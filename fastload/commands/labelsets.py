@@ -15,6 +15,7 @@ def run(args):
     import time
     from pathlib import Path
 
+    from ..errors import FastloadError
     from ..files import write_text
     from ..labelsets import builtin_label_sets, get_label_set
     from ..wordnet import default_tree
@@ -34,7 +35,8 @@ def run(args):
             print(f"{lab}  {len(members):4d}  {tree.name(lab):<32} {tree.lemma(lab)}")
     else:
         out = Path(args.dir)
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise FastloadError(f"{out} exists and is not a folder: give the folder to export the label sets into")
         sets = builtin_label_sets()
         for name, ls in sets.items():
             write_text(out / f"{name}.tsv", ls.to_tsv())

@@ -6,7 +6,7 @@
 
 
 def configure(p):
-    from ..pretrain import SETTINGS  # light: fastload.pretrain imports torch only inside its functions
+    from ..recipe import SETTINGS  # the recipe schema, without torch: `fastload --help` stays fast
     p.add_argument("--recipe", default="fast",
                    help="paper, fast, smoke (train/NAME.yaml) or a path to a .yaml (default: fast)")
     p.add_argument("--manifest", required=True, help="pre-training manifest .npz (fastload subset)")
@@ -23,8 +23,7 @@ def configure(p):
     for s in SETTINGS:
         group.add_argument("--" + s.name.replace("_", "-"), dest="cfg_" + s.name, default=None,
                            metavar=s.type.__name__.upper(),
-                           help=f"{s.help} ({'one of ' + ', '.join(s.choices) + '; ' if s.choices else ''}"
-                                f"default: the recipe's value)")
+                           help=f"{s.help} ({s.allowed() + '; ' if s.allowed() else ''}default: the recipe's value)")
 
 
 def resolve_inputs(args) -> dict:
@@ -56,14 +55,14 @@ def collect_overrides(args) -> list:
 def run(args):
     import yaml
 
-    from .. import pretrain
+    from ..recipe import apply_overrides, load_recipe
     overrides = collect_overrides(args)
     if args.print_config:
-        cfg = pretrain.apply_overrides(pretrain.load_recipe(args.recipe), overrides)
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        print(yaml.safe_dump(apply_overrides(load_recipe(args.recipe), overrides), sort_keys=False), end="")
         return 0
+    from .. import pretrain
     summary = pretrain.main(args.recipe, overrides, resolve_inputs(args), resume=args.resume)
     if summary is not None:  # rank 0
-        print(f"top-1 {summary['top1']:.2f}%  top-{summary['topk']} {summary['top5']:.2f}%  "
-                  f"{summary['epochs']} epochs  {summary['images_per_s']:,.0f} img/s  -> {args.out}/summary.json")
+        print(f"{pretrain.describe(summary)}  {summary['epochs']} epochs  {summary['images_per_s']:,.0f} img/s  "
+              f"-> {args.out}/summary.json")
     return 0

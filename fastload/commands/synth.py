@@ -39,10 +39,15 @@ def configure(p):
     sun.add_argument("--size", default="128x96", help="image size S or WxH (default: 128x96)")
     sun.add_argument("--partitions", type=int, default=1,
                      help="number of Training_0p/Testing_0p partition pairs, 1..10 (default: 1)")
+    sun.add_argument("--background", choices=("scene", "random"), default="scene",
+                     help="scene: each category's own sky/ground colours and horizon; random: a random background "
+                          "per image, so only the objects tell scenes apart (default: scene)")
     sun.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
 
 
 def run(args):
+    from .common import check_output_folder
+    check_output_folder(args.out, "output")
     if args.synth_command == "imagenet":
         from ..synth.imagenet import write_imagenet
         s = write_imagenet(args.out, args.classes, args.train_per_class, args.val_per_class, args.size, args.seed,
@@ -60,7 +65,7 @@ def run(args):
     else:
         from ..synth.sun import write_sun
         s = write_sun(args.out, args.classes, args.train_per_class, args.test_per_class, args.size, args.seed,
-                      args.partitions)
+                      args.partitions, background=args.background)
         print(f"wrote {args.out}: {s['classes']} SUN397 categories, {s['train']} train + {s['test']} test images "
               f"in {s['seconds']} s")
     return 0

@@ -3,8 +3,15 @@
 LAUNCHERS = ("none", "pytorch", "slurm")
 
 
+def data_root_help() -> str:
+    from ..transfer import DATA_ROOT_CONTENTS
+
+    return "; ".join(f"{task}: {holds}" for task, holds in DATA_ROOT_CONTENTS.values())
+
+
 def configure(p):
-    p.add_argument("config", help="an MMEngine config, e.g. transfer/faster-rcnn_alexnet-caffe_70k_voc07.py")
+    p.add_argument("config", help="an MMEngine config, e.g. transfer/faster-rcnn_alexnet-caffe_70k_voc07.py "
+                                  "(settings and sources of the shipped ones: docs/protocol.md)")
     p.add_argument("--checkpoint", required=True,
                    help="fastload pre-training checkpoint (runs/NAME/last.pt); fills every `checkpoint` of the model "
                         "(required)")
@@ -12,7 +19,8 @@ def configure(p):
                    help="output folder: WORK_DIR/seed_<s>/ per seed and WORK_DIR/summary.json (required)")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config overrides, mmengine syntax (e.g. data_root=/data/VOCdevkit/ "
-                        "train_cfg.max_iters=1000 img_scale=(500,300)); default: none")
+                        "train_cfg.max_iters=1000 img_scale=(500,300)); default: none. data_root by dataset: "
+                        + data_root_help())
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
                    help="one run per seed; seeds that already have WORK_DIR/seed_<s>/result.json are skipped "
                         "(default: 0)")

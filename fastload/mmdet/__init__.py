@@ -2,10 +2,12 @@
 
 Importing this package registers, in mmdet's registries:
 - MODELS: FastloadAlexNet (conv1..conv5 backbone), AlexNetBBoxHead (fc6/fc7 box head), TorchvisionRoIExtractor,
-  RStarCNN (action classifier)
+  PyFasterRCNNRPNHead (py-faster-rcnn's proposal-size filter), RStarCNN (action classifier)
+- TASK_UTILS: PyFasterRCNNAnchorGenerator (py-faster-rcnn's anchors)
 - DATASETS: CheckedVOCDataset (VOC detection with fastload's bad-input policy), VOCActionDataset
 - TRANSFORMS: LoadActionAnnotations, PackActionInputs
 - METRICS: VOCActionMetric
 - HOOKS: RecordMetricsHook
 """
-from . import action, backbone, hooks, voc  # noqa: F401  (imported for their registrations)
+from . import action, backbone, hooks, rpn, voc  # noqa: F401  (imported for their registrations)
+from . import cuda_ops  # noqa: F401  (mmcv's nms on CUDA tensors -> torchvision's kernel; tests/test_cuda.py)

@@ -1,14 +1,22 @@
-"""PASCAL VOC 2012 action classification, R*CNN style (Gkioxari, Girshick, Malik 2015), on a pre-trained AlexNet.
+"""PASCAL VOC 2012 action classification, R*CNN (Gkioxari, Girshick, Malik 2015), on a pre-trained AlexNet.
 
-- `VOCActionDataset`: the people of ImageSets/Action/<split>.txt, each with its box and 10 action labels from the
-  <actions> element of its XML object (the 11th VOC action, 'other', is not scored, as in the devkit).
-- `RStarCNN`: score(a; person) = w_a . phi(person box) + max over secondary regions s of v_a . phi(s), where phi is
-  conv5 -> RoI pool 6x6 -> fc6 -> fc7 of the pre-trained AlexNet. Secondary regions: R*CNN took selective-search
-  proposals overlapping the person box with IoU in [0.2, 0.75]. We take the same IoU band over a fixed, image-wide
-  multi-scale grid of boxes plus context boxes grown around each person (see `candidate_regions`): no proposal
-  method to install, deterministic at test time. Training samples `num_secondary_train` of them per person; testing
-  uses up to `max_secondary_test`. When none falls in the band (a person filling the frame) the whole image is the
-  secondary region. Loss: per-action sigmoid cross-entropy (a person may carry several actions, or only 'other').
+Follows R*CNN's release (github.com/gkioxari/RstarCNN; lib/roi_data_layer/minibatch.py, lib/fast_rcnn/test.py,
+lib/datasets/pascal_voc.py, models/VGG16_RstarCNN/train.prototxt); docs/protocol.md lists every setting.
+
+- `VOCActionDataset`: the people of ImageSets/Action/<split>.txt, each with its box, its 10 action flags (what the
+  devkit scores) and one class label for the softmax: the first of the 11 classes (10 actions, then 'other') that
+  is flagged, as pascal_voc.py `_load_pascal_annotation` picks it; 'other' when none is.
+- `RStarCNN`: score(a; r) = w_a . phi(r) + max over secondary regions s of v_a . phi(s), phi = conv5 -> RoI pool 6x6
+  -> fc6 -> fc7 of the pre-trained AlexNet (fc6/fc7 shared by both terms), an 11-way softmax with cross-entropy,
+  plus a class-specific box regressor on the primary regions as an auxiliary loss (training only).
+  Training: up to 15 primary regions per image, drawn from the person boxes and the region candidates with IoU
+  >= 0.5 to a person (each takes that person's label); for each, 10 secondary regions among the boxes whose IoU
+  with it lies in [0.2, 0.75], with replacement when fewer; a primary region with none is dropped.
+  Test: every person box; its secondary regions are all candidates in the IoU band with it; a person with none is
+  scored by the primary term alone; the scores are the softmax probabilities of the 10 actions.
+  Region candidates: R*CNN used selective search, which cannot be had offline. We use a fixed image-wide multi-scale
+  grid of boxes plus context boxes around each person (`candidate_regions`), both as primary-region proposals and as
+  secondary regions: nothing to install, deterministic at test time.
 - `VOCActionMetric`: AP per action as VOCevalaction.m computes it (the area under the monotone precision envelope,
   the VOC2010+ 'area' AP, not 11-point), and their mean.
 """
@@ -28,11 +36,12 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from ..errors import FastloadError, UsageError
-from .backbone import _require_checkpoint, check_arch, load_pretrained_layers
+from ..transfer import OTHER_ACTION, VOC_ACTIONS
+from .backbone import _require_checkpoint, check_arch, fc6_fc7, load_pretrained_layers
 from .voc import check_image, parse_xml, read_box, read_image_list, read_size, report_problems
 
-ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
-           "takingphoto", "usingcomputer", "walking")
+ACTIONS = VOC_ACTIONS  # the 10 scored actions
+ALL_ACTIONS = ACTIONS + (OTHER_ACTION,)  # R*CNN's 11 softmax classes
 
 
 # ---------------------------------------------------------------- metric
@@ -109,8 +118,8 @@ class VOCActionDataset(BaseDetDataset):
 
     ann_file: e.g. 'VOC2012/ImageSets/Action/train.txt' (relative to data_root); lines 'IMAGE_ID' (every person
     with <actions> in that image) or 'IMAGE_ID OBJECT_INDEX' (that 1-based object only). data_prefix
-    sub_data_root: 'VOC2012/'. Each instance: bbox (0-based x1y1x2y2), bbox_label 0 (person), actions (10 ints 0/1),
-    object_index. Bad input follows fastload.mmdet.voc's policy (errors naming the file; boxes clipped/skipped).
+    sub_data_root: 'VOC2012/'. Each instance: bbox (0-based x1y1x2y2), bbox_label 0 (person), actions (10 ints 0/1,
+    the devkit's ground truth), action_label (0..10, the softmax class: see `action_label`), object_index. Bad input follows fastload.mmdet.voc's policy (errors naming the file; boxes clipped/skipped).
     """
     METAINFO = {"classes": ("person",), "actions": ACTIONS}
 
@@ -144,16 +153,23 @@ class VOCActionDataset(BaseDetDataset):
             actions = obj.find("actions")
             if (chosen and index not in chosen) or actions is None:
                 continue
-            labels = [_action_flag(actions, a, xml_path, index) for a in ACTIONS]
+            flags = [_action_flag(actions, a, xml_path, index) for a in ALL_ACTIONS]
             box = read_box(obj, xml_path, width, height, index, problems)
             if box is not None:
-                instances.append(dict(bbox=box, bbox_label=0, ignore_flag=0, actions=labels, object_index=index))
+                instances.append(dict(bbox=box, bbox_label=0, ignore_flag=0, actions=flags[:len(ACTIONS)],
+                                      action_label=action_label(flags), object_index=index))
         missing = sorted(chosen - {inst["object_index"] for inst in instances})
         if missing:
             raise FastloadError(f"{self.ann_file} lists object(s) {missing} of {img_id}, but {xml_path} has no "
                                 "usable person with <actions> at that index")
         return dict(img_path=img_path, img_id=img_id, xml_path=xml_path, width=width, height=height,
                     instances=instances)
+
+
+def action_label(flags) -> int:
+    """The one softmax class of a person from its 11 flags (10 actions, then 'other'): the first flagged, as R*CNN's
+    pascal_voc.py picks it (a person doing several actions trains on the first); 'other' when none is flagged."""
+    return next((k for k, flag in enumerate(flags) if flag), len(ALL_ACTIONS) - 1)
 
 
 def _action_flag(actions, name, xml_path, index) -> int:
@@ -168,7 +184,8 @@ def _action_flag(actions, name, xml_path, index) -> int:
 
 @TRANSFORMS.register_module()
 class LoadActionAnnotations(LoadAnnotations):
-    """LoadAnnotations(with_bbox=True) that also loads `gt_actions` (N, 10) float32 for the people."""
+    """LoadAnnotations(with_bbox=True) that also loads, for the people, `gt_actions` (N, 10) float32 (the devkit's
+    flags) and `gt_action_labels` (N,) int64 (the softmax class)."""
 
     def __init__(self, **kwargs):
         super().__init__(with_bbox=True, with_label=False, **kwargs)
@@ -177,22 +194,25 @@ class LoadActionAnnotations(LoadAnnotations):
         results = super().transform(results)
         actions = [inst["actions"] for inst in results.get("instances", [])]
         results["gt_actions"] = np.asarray(actions, dtype=np.float32).reshape(-1, len(ACTIONS))
+        labels = [inst["action_label"] for inst in results.get("instances", [])]
+        results["gt_action_labels"] = np.asarray(labels, dtype=np.int64)
         return results
 
 
 @TRANSFORMS.register_module()
 class PackActionInputs(PackDetInputs):
-    """PackDetInputs that also packs `gt_actions` as gt_instances.actions."""
-    mapping_table = {**PackDetInputs.mapping_table, "gt_actions": "actions"}
+    """PackDetInputs that also packs `gt_actions` and `gt_action_labels` as gt_instances.actions / .action_labels."""
+    mapping_table = {**PackDetInputs.mapping_table, "gt_actions": "actions", "gt_action_labels": "action_labels"}
 
 
-# ---------------------------------------------------------------- model
+# ---------------------------------------------------------------- regions
 
 def candidate_regions(person: torch.Tensor, width: int, height: int,
                       scales=(0.15, 0.25, 0.4, 0.6, 0.8), ratios=(0.5, 1.0, 2.0)) -> torch.Tensor:
-    """Secondary-region candidates for one image: a sliding grid of boxes (sides `scale` x the shorter image side,
-    aspect ratios `ratios`, stride half a side) plus, for every person box, the box grown 1.5x and 2x about its
-    centre and shifted by half its width/height in the four directions. Clipped to the image; (M, 4) x1y1x2y2."""
+    """Region candidates for one image (our stand-in for selective search): a sliding grid of boxes (sides
+    `scale` x the shorter image side, aspect ratios `ratios`, stride half a side) plus, for every person box, the
+    box grown 1.5x and 2x about its centre and shifted by half its width/height in the four directions. Clipped to
+    the image; (M, 4) x1y1x2y2."""
     device = person.device
     short = min(width, height)
     boxes = []
@@ -215,59 +235,121 @@ def candidate_regions(person: torch.Tensor, width: int, height: int,
     return boxes[(boxes[:, 2] > boxes[:, 0] + 1) & (boxes[:, 3] > boxes[:, 1] + 1)]
 
 
-def select_secondary(person, candidates, iou_range, limit, sample: bool, width: int, height: int):
-    """(regions (M, 4), owner (M,)): for each person the candidates with IoU in iou_range (inclusive), `limit` of
-    them (random when sampling, else the first), or the whole image when none qualifies."""
-    iou = bbox_overlaps(person, candidates)  # (P, M)
+def in_band(iou: torch.Tensor, iou_range) -> torch.Tensor:
+    """Mask of IoUs inside the secondary-region band, both ends included (R*CNN's >= IOU_LB and <= IOU_UB)."""
+    return (iou >= iou_range[0]) & (iou <= iou_range[1])
+
+
+def sample_primary(person, boxes, fg_iou: float, limit: int):
+    """R*CNN's primary regions of one training image (roi_data_layer/minibatch.py `_sample_rois`): the boxes
+    (ground truth first, then candidates) with IoU >= fg_iou to some person, `limit` of them drawn without
+    replacement (all when fewer). Returns (indices into boxes, owner: the index of the person each overlaps most,
+    whose action label and box it takes)."""
+    best_iou, owner = bbox_overlaps(boxes, person).max(dim=1)
+    fg = torch.nonzero(best_iou >= fg_iou).flatten()
+    if len(fg) > limit:
+        fg = fg[torch.randperm(len(fg), device=fg.device)[:limit]]
+    return fg, owner[fg]
+
+
+def sample_secondary(primary, boxes, iou_range, num: int):
+    """R*CNN's secondary regions for each training primary region: `num` of the boxes whose IoU with that region
+    lies in the band, drawn without replacement when more are there and with replacement when fewer (even 1).
+    Returns (indices (K, num) into boxes, kept: mask over the primaries; a primary with none in the band is
+    dropped, as minibatch.py does)."""
+    band = in_band(bbox_overlaps(primary, boxes), iou_range)  # (K, M)
+    chosen, kept = [], []
+    for row in band:
+        idx = torch.nonzero(row).flatten()
+        kept.append(len(idx) > 0)
+        if len(idx) > num:
+            chosen.append(idx[torch.randperm(len(idx), device=idx.device)[:num]])
+        elif len(idx) > 0:
+            chosen.append(idx[torch.randint(len(idx), (num,), device=idx.device)])
+    kept = torch.tensor(kept, dtype=torch.bool, device=boxes.device)
+    if not chosen:
+        return boxes.new_zeros((0, num), dtype=torch.long), kept
+    return torch.stack(chosen), kept
+
+
+def secondary_at_test(person, candidates, iou_range, limit=None):
+    """Secondary regions of each person at test time (R*CNN's test.py `im_detect`): every candidate in the band
+    (the first `limit` when a limit is set). Returns (regions (M, 4), owner (M,)); a person may own none."""
+    band = in_band(bbox_overlaps(person, candidates), iou_range)
     regions, owners = [], []
-    whole = person.new_tensor([[0, 0, width - 1, height - 1]])
-    for p in range(len(person)):
-        idx = torch.nonzero((iou[p] >= iou_range[0]) & (iou[p] <= iou_range[1])).flatten()
-        if len(idx) > limit:
-            idx = idx[torch.randperm(len(idx), device=idx.device)[:limit]] if sample else idx[:limit]
-        chosen = candidates[idx] if len(idx) else whole
-        regions.append(chosen)
-        owners.append(torch.full((len(chosen),), p, dtype=torch.long, device=person.device))
+    for p, row in enumerate(band):
+        idx = torch.nonzero(row).flatten()
+        if limit is not None:
+            idx = idx[:limit]
+        regions.append(candidates[idx])
+        owners.append(torch.full((len(idx),), p, dtype=torch.long, device=person.device))
     return torch.cat(regions), torch.cat(owners)
 
 
+def encode_deltas(rois, gt, stds) -> torch.Tensor:
+    """Fast R-CNN's box-regression targets (roi_data_layer/roidb.py `_compute_targets`: centre offsets over the
+    RoI's size, log size ratios), divided by `stds`."""
+    rw, rh = rois[:, 2] - rois[:, 0] + 1e-14, rois[:, 3] - rois[:, 1] + 1e-14
+    gw, gh = gt[:, 2] - gt[:, 0] + 1e-14, gt[:, 3] - gt[:, 1] + 1e-14
+    deltas = torch.stack([(gt[:, 0] + 0.5 * gw - rois[:, 0] - 0.5 * rw) / rw,
+                          (gt[:, 1] + 0.5 * gh - rois[:, 1] - 0.5 * rh) / rh,
+                          torch.log(gw / rw), torch.log(gh / rh)], 1)
+    return deltas / deltas.new_tensor(stds)
+
+
+# ---------------------------------------------------------------- model
+
 @MODELS.register_module()
 class RStarCNN(BaseDetector):
-    """R*CNN action classifier over given person boxes (see the module docstring).
+    """R*CNN action classifier (see the module docstring and docs/protocol.md).
 
     Args:
         backbone (dict): FastloadAlexNet config (conv5, stride 16).
         roi_extractor (dict): RoI extractor config, e.g. TorchvisionRoIExtractor with RoIPool 6x6.
         arch (str): AlexNet arch of the fc6/fc7 head, 'alexnet_caffe' or 'alexnet_tv'.
         checkpoint (str | None): fastload checkpoint for fc6/fc7 (None is an error at init; 'random' allowed).
-        num_actions (int): number of actions scored. Defaults to 10.
-        iou_range (tuple[float, float]): IoU band of secondary regions with the person box. Defaults (0.2, 0.75).
-        num_secondary_train (int): secondary regions sampled per person in training. Defaults to 16.
-        max_secondary_test (int): most secondary regions per person at test. Defaults to 256.
-        dropout (float): dropout after fc6 and fc7 in training. Defaults to 0.5.
+        num_classes (int): softmax classes, the 10 actions + 'other'. Defaults to 11.
+        fg_iou (float): IoU with a person from which a box is a primary region in training. Defaults to 0.5.
+        primary_per_image (int): most primary regions per training image (BATCH_SIZE / IMS_PER_BATCH). Defaults 15.
+        iou_range (tuple[float, float]): IoU band of secondary regions (with the primary region). Defaults (0.2, 0.75).
+        num_secondary_train (int): secondary regions per primary region in training. Defaults to 10.
+        max_secondary_test (int | None): most secondary regions per person at test; None: all. Defaults to None.
+        bbox_stds (tuple): divisors of the box-regression targets. Defaults to (0.1, 0.1, 0.2, 0.2).
+        loss_bbox_weight (float): weight of the auxiliary box-regression loss. Defaults to 1.0.
+        dropout (float): dropout at fc6 and fc7 in training (placed as the arch's pre-training placed it).
         data_preprocessor (dict): DetDataPreprocessor config.
     """
 
-    def __init__(self, backbone, roi_extractor, arch="alexnet_caffe", checkpoint=None, num_actions=10,
-                 iou_range=(0.2, 0.75), num_secondary_train=16, max_secondary_test=256, dropout=0.5,
+    def __init__(self, backbone, roi_extractor, arch="alexnet_caffe", checkpoint=None, num_classes=len(ALL_ACTIONS),
+                 fg_iou=0.5, primary_per_image=15, iou_range=(0.2, 0.75), num_secondary_train=10,
+                 max_secondary_test=None, bbox_stds=(0.1, 0.1, 0.2, 0.2), loss_bbox_weight=1.0, dropout=0.5,
                  data_preprocessor=None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if not 0.0 <= iou_range[0] <= iou_range[1] <= 1.0:
             raise UsageError(f"iou_range must satisfy 0 <= low <= high <= 1, got {iou_range}")
+        if int(num_classes) != len(ALL_ACTIONS):
+            raise UsageError(f"num_classes must be {len(ALL_ACTIONS)} ({', '.join(ALL_ACTIONS)}), got {num_classes}")
+        if int(primary_per_image) < 1 or int(num_secondary_train) < 1:
+            raise UsageError(f"primary_per_image and num_secondary_train must be >= 1, got {primary_per_image}, "
+                             f"{num_secondary_train}")
         self.backbone = MODELS.build(backbone)
         self.roi_extractor = MODELS.build(roi_extractor)
         self.arch, self.checkpoint = check_arch(arch), checkpoint
+        self.fg_iou, self.primary_per_image = float(fg_iou), int(primary_per_image)
         self.iou_range = tuple(iou_range)
-        self.num_secondary_train, self.max_secondary_test = int(num_secondary_train), int(max_secondary_test)
+        self.num_secondary_train = int(num_secondary_train)
+        self.max_secondary_test = None if max_secondary_test is None else int(max_secondary_test)
+        self.bbox_stds, self.loss_bbox_weight = tuple(bbox_stds), float(loss_bbox_weight)
         self.fc6, self.fc7 = nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096)
         self.dropout = nn.Dropout(dropout)
-        self.primary_cls = nn.Linear(4096, num_actions)
-        self.secondary_cls = nn.Linear(4096, num_actions)
+        self.primary_cls = nn.Linear(4096, num_classes)
+        self.secondary_cls = nn.Linear(4096, num_classes)
+        self.bbox_pred = nn.Linear(4096, 4 * num_classes)
 
     def init_weights(self):
         super().init_weights()
-        for layer in (self.primary_cls, self.secondary_cls):
-            nn.init.normal_(layer.weight, 0.0, 0.01)
+        for layer, std in ((self.primary_cls, 0.01), (self.secondary_cls, 0.01), (self.bbox_pred, 0.001)):
+            nn.init.normal_(layer.weight, 0.0, std)  # the fillers of R*CNN's train.prototxt
             nn.init.zeros_(layer.bias)
         checkpoint = _require_checkpoint(self.checkpoint, "RStarCNN fc6/fc7")
         if checkpoint is not None:
@@ -277,22 +359,50 @@ class RStarCNN(BaseDetector):
         return self.backbone(batch_inputs)
 
     def _region_features(self, feats, boxes_per_image):
+        """fc7 features of the boxes of each image (one shared fc6/fc7, as R*CNN shares fc6_w/fc7_w)."""
         rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], 1) for i, b in enumerate(boxes_per_image)])
+        if len(rois) == 0:
+            return feats[0].new_zeros((0, 4096))
         x = self.roi_extractor(feats, rois).flatten(1)
-        x = self.dropout(F.relu(self.fc6(x)))
-        return self.dropout(F.relu(self.fc7(x)))
+        return fc6_fc7(x, self.fc6, self.fc7, self.dropout, self.arch)
 
-    def _forward(self, batch_inputs, batch_data_samples=None):
-        """Action logits (sum of primary and max-secondary scores), one (P_i, num_actions) tensor per image."""
+    def _image_info(self, sample):
+        person = get_box_tensor(sample.gt_instances.bboxes).float()
+        height, width = sample.metainfo["img_shape"][:2]
+        return person, width, height
+
+    def loss(self, batch_inputs, batch_data_samples) -> dict:
         feats = self.extract_feat(batch_inputs)
+        primaries, secondaries, labels, targets = [], [], [], []
+        for sample in batch_data_samples:
+            person, width, height = self._image_info(sample)
+            boxes = torch.cat([person, candidate_regions(person, width, height)])
+            fg, owner = sample_primary(person, boxes, self.fg_iou, self.primary_per_image)
+            chosen, kept = sample_secondary(boxes[fg], boxes, self.iou_range, self.num_secondary_train)
+            fg, owner = fg[kept], owner[kept]
+            primaries.append(boxes[fg])
+            secondaries.append(boxes[chosen.flatten()])
+            labels.append(sample.gt_instances.action_labels.to(person.device).long()[owner])
+            targets.append(encode_deltas(boxes[fg], person[owner], self.bbox_stds))
+        labels, targets = torch.cat(labels), torch.cat(targets)
+        if len(labels) == 0:  # no person had a secondary region: nothing to learn from this batch
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+            return {"loss_action": zero, "loss_bbox": zero.clone()}
+        primary_feats = self._region_features(feats, primaries)
+        secondary = self.secondary_cls(self._region_features(feats, secondaries))
+        best = secondary.view(len(labels), self.num_secondary_train, -1).max(dim=1).values  # the MIL layer
+        logits = self.primary_cls(primary_feats) + best
+        deltas = self.bbox_pred(primary_feats).view(len(labels), -1, 4)[torch.arange(len(labels)), labels]
+        loss_bbox = F.smooth_l1_loss(deltas, targets, beta=1.0, reduction="sum") / len(labels)
+        return {"loss_action": F.cross_entropy(logits, labels), "loss_bbox": self.loss_bbox_weight * loss_bbox}
+
+    def _predict_logits(self, feats, batch_data_samples) -> list:
+        """Per image, (P, num_classes) logits: primary score + best secondary score (primary alone without one)."""
         persons, secondaries, owners = [], [], []
         for sample in batch_data_samples:
-            person = get_box_tensor(sample.gt_instances.bboxes).float()
-            height, width = sample.metainfo["img_shape"][:2]
-            candidates = candidate_regions(person, width, height)
-            limit = self.num_secondary_train if self.training else self.max_secondary_test
-            regions, owner = select_secondary(person, candidates, self.iou_range, limit, self.training,
-                                              width, height)
+            person, width, height = self._image_info(sample)
+            regions, owner = secondary_at_test(person, candidate_regions(person, width, height), self.iou_range,
+                                            self.max_secondary_test)
             persons.append(person)
             secondaries.append(regions)
             owners.append(owner)
@@ -303,20 +413,21 @@ class RStarCNN(BaseDetector):
             sec = secondary[s0:s0 + len(regions)]
             best = sec.new_full((len(person), sec.shape[1]), float("-inf"))
             best = best.scatter_reduce(0, owner[:, None].expand_as(sec), sec, reduce="amax")
+            best = torch.where(torch.isinf(best), torch.zeros_like(best), best)  # no secondary: primary alone
             logits.append(primary[p0:p0 + len(person)] + best)
             p0, s0 = p0 + len(person), s0 + len(regions)
         return logits
 
-    def loss(self, batch_inputs, batch_data_samples) -> dict:
-        logits = torch.cat(self._forward(batch_inputs, batch_data_samples))
-        targets = torch.cat([s.gt_instances.actions for s in batch_data_samples]).to(logits)
-        return {"loss_action": F.binary_cross_entropy_with_logits(logits, targets)}
+    def _forward(self, batch_inputs, batch_data_samples=None):
+        return self._predict_logits(self.extract_feat(batch_inputs), batch_data_samples)
 
     def predict(self, batch_inputs, batch_data_samples, rescale: bool = True):
+        """Scores each person by the softmax probability of each action (R*CNN's test.py); 'other' is dropped."""
         logits = self._forward(batch_inputs, batch_data_samples)
         for sample, logit in zip(batch_data_samples, logits):
             boxes = get_box_tensor(sample.gt_instances.bboxes).float()
             if rescale and "scale_factor" in sample.metainfo:
                 boxes = boxes / boxes.new_tensor(sample.metainfo["scale_factor"]).repeat(2)
-            sample.pred_instances = InstanceData(bboxes=boxes, action_scores=logit.sigmoid())
+            probs = logit.softmax(dim=1)
+            sample.pred_instances = InstanceData(bboxes=boxes, action_scores=probs[:, :len(ACTIONS)])
         return batch_data_samples

@@ -19,6 +19,7 @@ shape mismatch is a `FastloadError` naming the checkpoint and every offending ke
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.registry import MODELS
@@ -27,7 +28,8 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..errors import FastloadError, UsageError
-from ..models.alexnet import ARCHS, build_model, load_checkpoint
+from ..models.alexnet import build_model, load_checkpoint
+from ..models.archs import ALEXNETS
 
 CHECKPOINT_KEYS = {
     "alexnet_caffe": {name: name for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")},
@@ -42,8 +44,8 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def check_arch(arch: str) -> str:
-    if arch not in ARCHS:
-        raise UsageError(f"unknown AlexNet arch '{arch}': choose one of {', '.join(ARCHS)}")
+    if arch not in ALEXNETS:
+        raise UsageError(f"unknown AlexNet arch '{arch}': choose one of {', '.join(ALEXNETS)}")
     return arch
 
 
@@ -103,11 +105,17 @@ def _require_checkpoint(checkpoint, owner: str):
 
 
 def _trunk_modules(arch: str) -> nn.Sequential:
-    """conv1 .. relu5 of a freshly built AlexNet (pool5 and the classifier dropped): stride 16, 256 channels."""
+    """conv1 .. relu5 of a freshly built AlexNet (pool5 and the classifier dropped): stride 16, 256 channels.
+
+    alexnet_caffe pools in ceil mode, as Caffe's pooling layer does (py-faster-rcnn's detection input sizes: a
+    1000x600 image gives pool1 124x74, where floor mode gives 123x73); at the 227 pre-training input both modes
+    agree. alexnet_tv keeps torchvision's floor mode."""
     model = build_model(arch, num_classes=1)
     if arch == "alexnet_caffe":
         names = ["conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2",
                  "conv3", "relu3", "conv4", "relu4", "conv5", "relu5"]
+        for name in ("pool1", "pool2"):
+            getattr(model, name).ceil_mode = True
         return nn.Sequential(OrderedDict((name, getattr(model, name)) for name in names))
     return model.features[:12]  # torchvision: features[11] is conv5's ReLU, features[12] is pool5
 
@@ -116,6 +124,17 @@ def trunk_layer(trunk: nn.Sequential, arch: str, layer: str) -> nn.Module:
     if arch == "alexnet_caffe":
         return getattr(trunk, layer)
     return trunk[int(CHECKPOINT_KEYS[arch][layer].split(".")[1])]
+
+
+def fc6_fc7(x, fc6: nn.Linear, fc7: nn.Linear, dropout: nn.Module, arch: str):
+    """fc6 and fc7 with ReLU and dropout where the arch's pre-training put them: after each ReLU for alexnet_caffe
+    (BVLC's drop6/drop7, as Fast R-CNN's and R*CNN's prototxts), before each fc for alexnet_tv (torchvision's
+    classifier: Dropout, Linear, ReLU, Dropout, Linear, ReLU)."""
+    if arch == "alexnet_tv":
+        x = F.relu(fc6(dropout(x)))
+        return F.relu(fc7(dropout(x)))
+    x = dropout(F.relu(fc6(x)))
+    return dropout(F.relu(fc7(x)))
 
 
 @MODELS.register_module()
@@ -161,12 +180,13 @@ class FastloadAlexNet(BaseModule):
 @MODELS.register_module()
 class AlexNetBBoxHead(Shared2FCBBoxHead):
     """Shared2FCBBoxHead whose two fc layers are AlexNet's fc6 (9216 -> 4096) and fc7 (4096 -> 4096), loaded from
-    the pre-trained checkpoint, each followed by ReLU and dropout as in pre-training; new cls/reg layers on top.
+    the pre-trained checkpoint, with ReLU and dropout placed as in the arch's pre-training (`fc6_fc7`); new
+    cls/reg layers on top.
 
     Args:
         arch (str): 'alexnet_caffe' or 'alexnet_tv'.
         checkpoint (str | None): fastload checkpoint for fc6/fc7, or 'random'; None is an error at init. Defaults None.
-        dropout (float): dropout after fc6 and fc7 while training. Defaults to 0.5.
+        dropout (float): dropout at fc6 and fc7 while training. Defaults to 0.5.
         Other arguments as Shared2FCBBoxHead; in_channels=256, roi_feat_size=6 and fc_out_channels=4096 are
         required by the pre-trained fc6.
     """
@@ -190,8 +210,7 @@ class AlexNetBBoxHead(Shared2FCBBoxHead):
 
     def forward(self, x):
         x = x.flatten(1)  # (N, 256, 6, 6) -> 9216 in the order AlexNet's own flatten uses
-        for fc in self.shared_fcs:
-            x = self.dropout(self.relu(fc(x)))
+        x = fc6_fc7(x, self.shared_fcs[0], self.shared_fcs[1], self.dropout, self.arch)
         return self.fc_cls(x), self.fc_reg(x)
 
 

@@ -4,7 +4,8 @@ Importing this module registers, in mmdet's registries (configs use default_scop
 custom_imports=dict(imports=['fastload.mmdet.classification'])):
 - DATASETS: SUN397Dataset, the standard SUN397/ image folder with the official partition files;
 - TRANSFORMS: ClsRandomCrop, ClsCenterCrop, PackClsInputs;
-- MODELS: FastloadImageClassifier, the whole AlexNet with fc8 replaced by a new N(0, 0.01) layer, all fine-tuned;
+- MODELS: FastloadImageClassifier, the whole AlexNet with fc8 replaced by a new N(0, 0.01) layer `fc8` (outside
+  `net`, so that one optimizer key, 'fc8.', names it for both archs), all fine-tuned;
 - METRICS: MeanPerClassAccuracy, SUN397's metric (mean over classes of each class's top-1 accuracy).
 
 Data layout (as the SUN397 and Partitions archives unpack; `fastload synth sun OUT` writes the same):
@@ -25,6 +26,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
+from torch import nn
 
 from ..errors import FastloadError, UsageError
 from ..models.alexnet import build_model
@@ -159,7 +161,9 @@ class PackClsInputs(BaseTransform):
 
 @MODELS.register_module()
 class FastloadImageClassifier(BaseModel):
-    """A fastload AlexNet for image classification: conv1..fc7 from a fastload checkpoint, a new fc8.
+    """A fastload AlexNet for image classification: conv1..fc7 from a fastload checkpoint (`net`, whose own last
+    layer is an Identity), and a new last layer `fc8`. The SUN config gives `fc8` 10x the base lr for its weights
+    and 20x for its biases (custom_keys 'fc8.weight' / 'fc8.bias'), as Caffe's fine-tuning example does.
 
     Args:
         arch (str): 'alexnet_caffe' or 'alexnet_tv'; must match the checkpoint's. Defaults to 'alexnet_caffe'.
@@ -180,25 +184,26 @@ class FastloadImageClassifier(BaseModel):
         self.checkpoint = checkpoint
         self.fc8_std = float(fc8_std)
         self.net = build_model(self.arch, self.num_classes)
+        self.fc8 = nn.Linear(4096, self.num_classes)
+        if self.arch == "alexnet_caffe":  # the net now ends at fc7 (after its ReLU and dropout)
+            self.net.fc8 = nn.Identity()
+        else:
+            self.net.classifier[6] = nn.Identity()
 
     def _layer(self, name: str):
         return self.net.get_submodule(CHECKPOINT_KEYS[self.arch][name])
-
-    def _fc8(self):
-        return self.net.fc8 if self.arch == "alexnet_caffe" else self.net.classifier[6]
 
     def init_weights(self):
         super().init_weights()
         checkpoint = _require_checkpoint(self.checkpoint, "FastloadImageClassifier")
         if checkpoint is not None:
             load_pretrained_layers(checkpoint, self.arch, {n: self._layer(n) for n in PRETRAINED_LAYERS})
-        fc8 = self._fc8()
         with torch.no_grad():
-            fc8.weight.normal_(0.0, self.fc8_std)
-            fc8.bias.zero_()
+            self.fc8.weight.normal_(0.0, self.fc8_std)
+            self.fc8.bias.zero_()
 
     def forward(self, inputs, data_samples=None, mode: str = "tensor"):
-        logits = self.net(inputs)
+        logits = self.fc8(self.net(inputs))
         if mode == "tensor":
             return logits
         if mode == "loss":

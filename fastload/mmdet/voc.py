@@ -97,10 +97,34 @@ def report_problems(problems, what: str) -> None:
         logger.warning(f"{what}: {len(problems)} annotation problem(s) fixed or skipped:\n  " + "\n  ".join(problems))
 
 
+def usable_objects(info: dict) -> int:
+    """Objects of an image that training learns from: those not ignored (difficult, or below bbox_min_size)."""
+    return sum(1 for inst in info["instances"] if not inst["ignore_flag"])
+
+
 @DATASETS.register_module()
 class CheckedVOCDataset(VOCDataset):
     """mmdet's VOCDataset with fastload's bad-input policy (module docstring): errors that name the file for a
-    missing image, a missing or malformed XML; boxes outside the image clipped, empty ones skipped, both logged."""
+    missing image, a missing or malformed XML; boxes outside the image clipped, empty ones skipped, both logged.
+
+    With filter_cfg=dict(filter_empty_gt=True), a training image counts as empty when it has no object that is not
+    ignored (e.g. only difficult ones), and is dropped, as py-faster-rcnn does (lib/datasets/pascal_voc.py
+    `use_diff: False` removes difficult objects, then lib/fast_rcnn/train.py `filter_roidb` drops images with no
+    RoI left). mmdet's own filter keeps such an image and trains on it as background only.
+    """
+
+    def filter_data(self) -> list:
+        data_list = super().filter_data()
+        if self.test_mode or not self.filter_cfg or not self.filter_cfg.get("filter_empty_gt", False):
+            return data_list
+        kept = [info for info in data_list if usable_objects(info) > 0]
+        if len(kept) < len(data_list):
+            MMLogger.get_current_instance().info(
+                f"{self.ann_file}: {len(data_list) - len(kept)} training image(s) with only difficult (ignored) "
+                f"objects dropped, {len(kept)} left")
+        if not kept:
+            raise FastloadError(f"{self.ann_file}: no training image has an object that is not difficult")
+        return kept
 
     def load_data_list(self):
         self._problems = []

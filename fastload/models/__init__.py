@@ -1,6 +1,5 @@
-"""Networks fastload pre-trains: the BVLC AlexNet the paper used and torchvision's AlexNet."""
-from .alexnet import (ARCHS, AlexNetCaffe, build_model, count_parameters, extract_features, load_checkpoint,
-                      load_checkpoint_model)
+"""Networks fastload pre-trains: the BVLC AlexNet the paper used and torchvision's AlexNet.
 
-__all__ = ["ARCHS", "AlexNetCaffe", "build_model", "count_parameters", "extract_features", "load_checkpoint",
-           "load_checkpoint_model"]
+`fastload.models.archs` holds their names and input limits (no torch); `fastload.models.alexnet` builds them and
+reads checkpoints. This package imports neither, so the recipe schema can read `archs` without loading torch.
+"""

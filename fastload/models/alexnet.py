@@ -34,12 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FastloadError, UsageError
+from .archs import ARCHS, INITS, RESNETS, arch_settings_problem
 
-ARCHS = ("alexnet_caffe", "alexnet_tv")
-INITS = ("caffe", "kaiming", "default")
-# smallest input side each network accepts (its max-pools need a 3x3 input): 35 -> conv5 1x1 for alexnet_caffe;
-# torchvision's variant max-pools after conv5 too, so it needs conv5 at 3x3
-MIN_INPUT = {"alexnet_caffe": 35, "alexnet_tv": 63}
 # feature layers `extract_features` can stop at, in network order
 CAFFE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8")
 
@@ -124,18 +120,30 @@ def init_kaiming_(model: nn.Module) -> None:
     nn.init.normal_(layers[-1].weight, 0.0, 0.01)
 
 
-def build_model(arch: str, num_classes: int, init: str = "default", dropout: float = 0.5) -> nn.Module:
-    """An AlexNet with `num_classes` outputs.
+def build_model(arch: str, num_classes: int, init: str = "default", dropout: float = None,
+                blurpool: bool = False) -> nn.Module:
+    """Any fastload network (fastload.models.archs.ARCHS) with `num_classes` outputs; the one builder everything
+    calls (pre-training, checkpoints, analyses, transfer).
 
-    arch: 'alexnet_caffe' (BVLC) or 'alexnet_tv' (torchvision). init: 'caffe' (BVLC Gaussians, alexnet_caffe only),
-    'kaiming', or 'default' (PyTorch's layer defaults, what torchvision uses).
+    arch: 'alexnet_caffe' (BVLC) or 'alexnet_tv' (torchvision), or torchvision's 'resnet18' / 'resnet50'
+    (fastload.models.resnet). init: 'caffe' (BVLC Gaussians, alexnet_caffe only), 'kaiming', or 'default' (PyTorch's
+    layer defaults, what torchvision uses; for the ResNets torchvision's own He init, the only one they take).
+    dropout: AlexNet's fc6/fc7 dropout, None = 0.5 (the ResNets have none: None or 0). blurpool: ResNets only.
     """
+    if dropout is None:
+        dropout = 0.0 if arch in RESNETS else 0.5
     if arch not in ARCHS:
         raise UsageError(f"unknown arch '{arch}': choose one of {', '.join(ARCHS)}")
     if init not in INITS:
         raise UsageError(f"unknown init '{init}': choose one of {', '.join(INITS)}")
     if int(num_classes) < 1:
         raise UsageError(f"num_classes must be >= 1, got {num_classes}")
+    problem = arch_settings_problem(arch, init, dropout, blurpool)
+    if problem:
+        raise UsageError(problem)
+    if arch in RESNETS:
+        from .resnet import build_resnet  # torchvision's: imported only when a ResNet is built
+        return build_resnet(arch, num_classes, blurpool=blurpool)
     if arch == "alexnet_caffe":
         model = AlexNetCaffe(int(num_classes), dropout=dropout)
     else:
@@ -183,8 +191,12 @@ def load_checkpoint(path) -> dict:
         raise FastloadError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which one
-        raise FastloadError(f"cannot read checkpoint {path}: {e}") from e
+    except Exception as e:  # a truncated, foreign or pickled-code file: say which one, in one line
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FastloadError(f"cannot read checkpoint {path} (truncated or not a fastload checkpoint?): "
+                            f"{reason}") from e
+    if not isinstance(ckpt, dict):
+        raise FastloadError(f"{path} is not a fastload checkpoint: it holds a {type(ckpt).__name__}")
     missing = [k for k in ("model", "arch", "num_classes") if k not in ckpt]
     if missing:
         raise FastloadError(f"{path} is not a fastload checkpoint: missing {', '.join(missing)}")
@@ -195,7 +207,8 @@ def load_checkpoint_model(path):
     """(model, meta): the checkpoint's network with its weights, in eval mode on the CPU, and every other key
     (arch, num_classes, label_wnids, epoch, recipe, ...) except optimizer/scaler state."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["arch"], ckpt["num_classes"])
+    recipe = ckpt.get("recipe") if isinstance(ckpt.get("recipe"), dict) else {}
+    model = build_model(ckpt["arch"], ckpt["num_classes"], blurpool=bool(recipe.get("blurpool")))
     model.load_state_dict(ckpt["model"])
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler")}

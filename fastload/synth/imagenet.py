@@ -20,7 +20,6 @@ from 1), OUT/LOC_val_solution.csv (`ImageId,PredictionString`, the string `<wnid
 pixel box of the object), OUT/LOC_synset_mapping.txt (`<wnid> <names>` of the chosen classes, sorted) and
 OUT/synth.json (settings and each class's shape and colour group).
 """
-import json
 import os
 import shutil
 import time
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastloadError, UsageError
+from ..errors import UsageError
+from ..files import write_json, write_text
 from .render import make_appearance, render_object_image
 
 SHAPE_GROUP_MAX = 80
@@ -215,12 +215,12 @@ def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_
                      [seed, 1, int(w[1:]), j]) for n, (w, j) in enumerate(val, 1)]
         boxes = run_jobs(val_jobs, workers, "synth val")
         write_val_solution(tmp / "LOC_val_solution.csv", [w for w, _ in val], boxes)
-        (tmp / "LOC_synset_mapping.txt").write_text("".join(f"{w} {names[w]}\n" for w in wnids))
+        write_text(tmp / "LOC_synset_mapping.txt", "".join(f"{w} {names[w]}\n" for w in wnids))
         summary = {"kind": "imagenet", "classes": len(wnids), "train_per_class": train_per_class,
                    "val_per_class": val_per_class, "width": width, "height": height, "seed": seed,
                    "class_groups": {w: {"shape": codes.group(w, SHAPE_GROUP_MAX), "colour": codes.group(w, COLOUR_GROUP_MAX)}
                                     for w in wnids}}
-        (tmp / "synth.json").write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(tmp / "synth.json", summary, indent=1)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -233,23 +233,4 @@ def write_val_solution(path: Path, wnids: list, boxes: list) -> None:
     lines = ["ImageId,PredictionString"]
     for n, (w, (x0, y0, x1, y1)) in enumerate(zip(wnids, boxes), 1):
         lines.append(f"ILSVRC2012_val_{n:08d},{w} {x0} {y0} {x1} {y1}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def read_val_solution(path) -> dict:
-    """LOC_val_solution.csv -> {image id: (wnid, [boxes])} (the first wnid of each row is the class)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"validation ground truth {path} is missing")
-    out = {}
-    lines = path.read_text().splitlines()
-    if not lines or lines[0].strip() != "ImageId,PredictionString":
-        raise FastloadError(f"{path}: expected the header 'ImageId,PredictionString'")
-    for number, line in enumerate(lines[1:], 2):
-        image_id, _, pred = line.partition(",")
-        tokens = pred.split()
-        if len(tokens) < 5 or len(tokens) % 5:
-            raise FastloadError(f"{path} line {number}: expected '<wnid> x0 y0 x1 y1 ...', got '{pred}'")
-        boxes = [tuple(int(float(t)) for t in tokens[i + 1:i + 5]) for i in range(0, len(tokens), 5)]
-        out[image_id] = (tokens[0], boxes)
-    return out
+    write_text(path, "\n".join(lines) + "\n")

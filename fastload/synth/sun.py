@@ -4,6 +4,9 @@ A scene category has (all from SHA-256 of its name): a top colour (sky, ceiling)
 a horizon height, and a mixture of SCENE_OBJECTS ImageNet classes with weights; each image is that background
 (jittered) with 3-6 objects drawn from the mixture by the shared renderer (with their WordNet appearance, as in
 synthetic ImageNet), mostly below the horizon, plus clutter, lighting and noise.
+With background='random' every image gets random muted sky/ground colours and a random horizon instead of its
+category's, so only the objects (their shapes, colours and textures, the cues synthetic ImageNet teaches) tell the
+scenes apart: a transfer task on which pre-trained features matter (the demo uses it).
 
 Layout: OUT/SUN397/<letter>/<name>[/<sub>]/sun_<16 letters>.jpg for categories taken from SUN397's real list
 (SUN_CATEGORIES, e.g. /a/abbey, /b/bakery/shop), OUT/Partitions/ClassName.txt (one category path per line) and
@@ -19,7 +22,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .imagenet import TreeCodes, parse_size, prepare_output, publish_output
-from .render import draw_background, draw_object, finish_image, hash_floats, hsv_to_rgb
+from .render import draw_background, draw_object, finish_image, hash_floats, hsv_to_rgb, muted_colour
 
 SUN_CATEGORIES = (
     "/a/abbey", "/a/airport_terminal", "/a/amphitheater", "/a/apartment_building/outdoor", "/a/aquarium",
@@ -31,6 +34,8 @@ SUN_CATEGORIES = (
     "/s/supermarket", "/v/valley", "/w/windmill",
 )
 SCENE_OBJECTS = 4
+# 'scene': each category's own sky/ground colours and horizon; 'random': a fresh random background per image
+BACKGROUNDS = ("scene", "random")
 JPEG_QUALITY = 90
 
 
@@ -45,9 +50,13 @@ def scene_style(category: str, reference_wnids: list) -> dict:
             "objects": [sorted(reference_wnids)[i] for i in picks], "weights": weights / weights.sum()}
 
 
-def render_scene(style: dict, appearances: list, width: int, height: int, rng) -> np.ndarray:
-    top, bottom = (np.clip(np.asarray(style[k]) * rng.uniform(0.85, 1.15, 3), 0, 1) for k in ("top", "bottom"))
-    horizon = style["horizon"] + rng.uniform(-0.08, 0.08)
+def render_scene(style: dict, appearances: list, width: int, height: int, rng, background: str = "scene"):
+    """One scene image (uint8 HxWx3) of a category's `style`; `background` as in BACKGROUNDS."""
+    if background == "random":
+        top, bottom, horizon = muted_colour(rng), muted_colour(rng), rng.uniform(0.3, 0.7)
+    else:
+        top, bottom = (np.clip(np.asarray(style[k]) * rng.uniform(0.85, 1.15, 3), 0, 1) for k in ("top", "bottom"))
+        horizon = style["horizon"] + rng.uniform(-0.08, 0.08)
     img = draw_background(height, width, rng, top=top, bottom=bottom,
                           horizon=horizon, clutter=int(rng.integers(0, 3)))
     small = min(width, height)
@@ -72,8 +81,10 @@ def choose_categories(k: int, seed: int) -> list:
 
 
 def write_sun(out, classes: int = 10, train_per_class: int = 10, test_per_class: int = 10, size="128x96",
-              seed: int = 0, partitions: int = 1) -> dict:
+              seed: int = 0, partitions: int = 1, background: str = "scene") -> dict:
     """Write OUT/SUN397 and OUT/Partitions (module docstring); returns a summary."""
+    if background not in BACKGROUNDS:
+        raise UsageError(f"--background {background}: choose one of {', '.join(BACKGROUNDS)}")
     from PIL import Image
     width, height = parse_size(size)
     for flag, value in (("--train-per-class", train_per_class), ("--test-per-class", test_per_class)):
@@ -94,7 +105,8 @@ def write_sun(out, classes: int = 10, train_per_class: int = 10, test_per_class:
             folder.mkdir(parents=True)
             files[category] = []
             for i in range(train_per_class + test_per_class):
-                img = render_scene(style, appearances, width, height, np.random.default_rng([seed, 397, c, i]))
+                img = render_scene(style, appearances, width, height, np.random.default_rng([seed, 397, c, i]),
+                                   background)
                 name = image_name(seed, category, i)
                 Image.fromarray(img).save(folder / name, "JPEG", quality=JPEG_QUALITY)
                 files[category].append(f"{category}/{name}")
@@ -119,12 +131,3 @@ def write_partitions(folder: Path, files: dict, train_per_class: int, seed: int,
             test += [paths[i] for i in sorted(order[train_per_class:])]
         (folder / f"Training_{p:02d}.txt").write_text("".join(f"{x}\n" for x in train))
         (folder / f"Testing_{p:02d}.txt").write_text("".join(f"{x}\n" for x in test))
-
-
-def read_partition(path) -> list:
-    """A partition file -> its image paths (each '/<letter>/<name>/sun_....jpg')."""
-    from ..errors import FastloadError
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"SUN397 partition file {path} is missing")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

@@ -256,26 +256,3 @@ def write_voc(out, trainval: int = 24, test: int = 12, action_train: int = 16, a
     publish_output(tmp, out)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary
-
-
-def read_annotation(path) -> dict:
-    """Parse a VOC XML file into {'filename', 'width', 'height', 'objects': [{name, box, difficult, truncated,
-    pose, actions}]} (used by tests and handy for checks); malformed files raise FastloadError naming the file."""
-    from ..errors import FastloadError
-    try:
-        root = ET.parse(path).getroot()
-        size = root.find("size")
-        out = {"filename": root.findtext("filename"), "width": int(size.findtext("width")),
-               "height": int(size.findtext("height")), "objects": []}
-        for obj in root.iter("object"):
-            box = obj.find("bndbox")
-            actions = obj.find("actions")
-            out["objects"].append({
-                "name": obj.findtext("name"), "pose": obj.findtext("pose"),
-                "truncated": int(obj.findtext("truncated")), "difficult": int(obj.findtext("difficult")),
-                "box": tuple(int(float(box.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")),
-                "actions": None if actions is None else {a.tag: int(a.text) for a in actions}})
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
-        raise FastloadError(f"malformed VOC annotation {path}: {e}") from e
-    return out
-

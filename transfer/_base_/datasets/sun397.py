@@ -5,7 +5,8 @@
 # `--cfg-options train_dataloader.dataset.partition=2 val_dataloader.dataset.partition=2
 #  test_dataloader.dataset.partition=2`.
 # Images are warped to 256 x 256 (as Caffe's data layers did) and cropped to the network's input: random crop and
-# flip for training, the centre crop for testing. Batch size 64 is our choice (the paper does not state it).
+# flip for training, the centre crop for testing, as Caffe's fine-tuning example (models/finetune_flickr_style/
+# train_val.prototxt: new_height/new_width 256, crop_size 227, mirror), and its batch size, 50 (the paper states none).
 dataset_type = 'SUN397Dataset'
 data_root = 'data/sun/'
 img_scale = (256, 256)
@@ -27,14 +28,14 @@ test_pipeline = [
     dict(type='PackClsInputs'),
 ]
 train_dataloader = dict(
-    batch_size=64,
+    batch_size=50,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, split='train', partition=partition,
                  pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=64,
+    batch_size=50,
     num_workers=4,
     persistent_workers=True,
     drop_last=False,

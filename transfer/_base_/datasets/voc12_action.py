@@ -1,6 +1,7 @@
 # PASCAL VOC 2012 action classification (10 actions, person boxes given): train on ImageSets/Action/train.txt,
 # evaluate on val.txt (the test server is not reachable), mean AP over actions as the VOC devkit computes it.
-# `data_root` is the folder holding VOC2012/; `img_scale` as for detection. Both are applied by `fastload transfer`.
+# `data_root` is the folder holding VOC2012/ (a VOCdevkit); `img_scale` as for detection (R*CNN's 600 short side,
+# 1000 at most). Both are applied by `fastload transfer`. Random horizontal flip: R*CNN's TRAIN.USE_FLIPPED.
 dataset_type = 'VOCActionDataset'
 data_root = 'data/VOCdevkit/'
 img_scale = (1000, 600)
@@ -20,8 +21,9 @@ test_pipeline = [
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='PackActionInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# 2 images per update, as R*CNN's cfg.TRAIN.IMS_PER_BATCH
 train_dataloader = dict(
-    batch_size=1,
+    batch_size=2,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),

@@ -1,5 +1,9 @@
-# The paper's fine-tuning schedule (Huh et al. 2016, after py-faster-rcnn): 70k iterations of SGD,
-# lr 0.001, divided by 10 at 40k; momentum 0.9, weight decay 5e-4, biases at 2x lr without decay (Caffe's usual).
+# 70k SGD updates, lr 0.001 divided by 10 at 40k, momentum 0.9, weight decay 5e-4, biases at 2x lr without weight
+# decay (bias lr_mult 2 / decay_mult 0, as R*CNN's models/VGG16_RstarCNN/train.prototxt has them). The length and the
+# step are the paper's fine-tuning schedule as fastload's configs carry it (docs/protocol.md); py-faster-rcnn's
+# end-to-end solvers step at 50k of 70k.
+# One data iteration is one update here: the images per update are the dataloader's batch_size (R*CNN: 2). The
+# detection configs accumulate 2 one-image iterations per update instead (py-faster-rcnn's iter_size: 2).
 max_iters = 70000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
@@ -12,5 +16,5 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005),
     paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0))
-# lr above is for the total batch of 1 image per GPU x 1 GPU that py-faster-rcnn used; enable to scale linearly
+# the lr is for the config's own images per update on 1 GPU; enable to scale it linearly with more GPUs
 auto_scale_lr = dict(enable=False, base_batch_size=1)

@@ -1,0 +1,323 @@
+"""The local launcher runs independent steps at once: GPUs shared by at most --jobs-per-gpu steps (fake GPUs on
+CPU: only CUDA_VISIBLE_DEVICES matters), multi-GPU steps on GPUs of their own, --jobs on a CPU machine,
+dependencies honoured; a killed runner takes its steps with it (parent-death signal) and a restart redoes
+nothing; one reproduce per --out; the dry run prices the paper plan.
+
+Each fake step records when it ran (its own clock, in the step) and the CUDA_VISIBLE_DEVICES it saw, so the
+assertions are about recorded intervals, never about wall-time thresholds.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from fastload.launchers import DevicePool, simulate
+from fastload.plan import Step, read_steps
+
+SLEEP_S = 1.0
+FAKE = r'''
+import json, os, sys, time
+from pathlib import Path
+step, out = sys.argv[1], Path(sys.argv[2])
+def note(event):
+    with open(os.environ["RUNNER_LOG"], "a") as f:
+        f.write(json.dumps({"step": step, "event": event, "t": time.time(), "pid": os.getpid(),
+                            "cvd": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
+note("start")
+slow = [tag for tag in os.environ.get("RUNNER_SLOW", "").split(",") if tag and tag in step]
+time.sleep(float(os.environ.get("RUNNER_SLEEP_" + step.split("/")[0], os.environ.get("RUNNER_SLEEP", "1")))
+           if not slow else 60)
+if step.startswith("compile"):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compile.json").write_text("{}")
+elif step.startswith("manifest"):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(b"m")
+elif step.startswith("pretrain"):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "last.pt").write_text("w")
+    (out / "summary.json").write_text(json.dumps({"top1": 0.5}))
+else:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"mean": 0.5}))
+note("end")
+'''
+
+
+def write_plan(tmp_path, runs: dict, seeds: int, eval_gpus: int = 1) -> Path:
+    """runs: {run id: pretrain GPUs}; each run gets `seeds` one-step evaluations."""
+    fake = tmp_path / "fake.py"
+    fake.write_text(FAKE)
+    run_lines = "\n".join(f"  - {{id: {rid}, manifest: {{labelset: full}}, gpus: {g}, evals: [score]}}"
+                          for rid, g in runs.items())
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(textwrap.dedent(f"""\
+        name: runner-test
+        data: {{imagenet: {{}}}}
+        defaults: {{recipe: fake, gpus: 1, seeds: {list(range(seeds))}}}
+        commands:
+          compile: [python, {fake}, compile, "{{out}}"]
+          manifest: [python, {fake}, "manifest/{{out}}", "{{out}}"]
+          pretrain: [python, {fake}, "pretrain/{{out}}", "{{out}}"]
+        evaluations:
+          score: {{kind: shell, gpus: {eval_gpus}, command: [python, {fake}, "score/{{out}}", "{{out}}"]}}
+        runs:
+        """) + run_lines + "\n")
+    (tmp_path / "imagenet").mkdir(exist_ok=True)
+    return plan
+
+
+def reproduce_argv(tmp_path, plan, *extra):
+    return [sys.executable, "-m", "fastload.cli", "reproduce", "--plan", str(plan),
+            "--data", f"imagenet={tmp_path / 'imagenet'}", "--out", str(tmp_path / "results"), *extra]
+
+
+def runner_env(tmp_path, sleep=SLEEP_S, slow=(), **per_kind):
+    """The fake steps sleep `sleep` seconds, or per_kind[kind] (e.g. score=30), or 60 s where their output
+    folder holds one of `slow`."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    return {**env, "RUNNER_LOG": str(tmp_path / "runner.jsonl"), "RUNNER_SLEEP": str(sleep),
+            "RUNNER_SLOW": ",".join(slow), "PYTHONPATH": str(REPO),
+            **{f"RUNNER_SLEEP_{k}": str(v) for k, v in per_kind.items()}}
+
+
+def run_plan(tmp_path, plan, *extra, sleep=SLEEP_S):
+    out = subprocess.run(reproduce_argv(tmp_path, plan, *extra), env=runner_env(tmp_path, sleep), cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def events(tmp_path) -> list:
+    path = tmp_path / "runner.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def intervals(tmp_path) -> dict:
+    """Step id (the id given to the fake: its kind and output folder) -> {start, end, cvd, pid} of its last run."""
+    out = {}
+    for e in events(tmp_path):
+        if e["event"] == "start":
+            out[e["step"]] = {"start": e["t"], "end": None, "cvd": e["cvd"], "pid": e["pid"]}
+        else:
+            out[e["step"]]["end"] = e["t"]
+    return out
+
+
+def fake_id(step: Step) -> str:
+    """The name the fake step records: its command's first argument."""
+    return step.argv[2]
+
+
+def max_overlap(spans: list) -> int:
+    """The most intervals [start, end) open at one moment."""
+    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])  # an end sorts before a start
+    best = now = 0
+    for _, delta in points:
+        now += delta
+        best = max(best, now)
+    return best
+
+
+def check_dependencies(tmp_path):
+    steps = read_steps(tmp_path / "results")
+    spans = intervals(tmp_path)
+    by_id = {s.id: s for s in steps}
+    for step in steps:
+        for dep in step.deps:
+            assert spans[fake_id(step)]["start"] >= spans[fake_id(by_id[dep])]["end"], (step.id, dep)
+    return steps, spans
+
+
+def test_gpus_shared_by_at_most_k_steps_and_concurrency_reached(tmp_path):
+    plan = write_plan(tmp_path, {"r": 1}, seeds=6)
+    out = run_plan(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2", sleep=2)
+    steps, spans = check_dependencies(tmp_path)
+    assert len(steps) == 9 and all(s["end"] for s in spans.values())
+    for step in steps:
+        cvd = spans[fake_id(step)]["cvd"]
+        assert cvd in (("0", "1") if step.gpus else ("",)), (step.id, cvd)  # CPU steps see no GPU
+    for gpu in "01":
+        on_it = [(s["start"], s["end"]) for s in spans.values() if s["cvd"] == gpu]
+        assert max_overlap(on_it) <= 2, gpu
+    scores = [(spans[fake_id(s)]["start"], spans[fake_id(s)]["end"]) for s in steps if s.id.startswith("score/")]
+    assert max_overlap(scores) == 4  # 6 evaluations on 2 GPUs x 2: four at once, never five
+    # about the ideal time, not the serial time: two waves of evaluations rather than six (busy time / span is
+    # 3 when ideal, 1 when serial; process starts between the waves cost a little)
+    span = max(e for _, e in scores) - min(s for s, _ in scores)
+    assert sum(e - s for s, e in scores) / span > 2
+    assert "started on GPU" in out.stdout and "ETA" in out.stdout
+    # the store stayed whole under concurrent appends: every line a record, each step started and done once
+    records = [json.loads(line) for line in (tmp_path / "results" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["step"], r["status"]) for r in records) == \
+        sorted((s.id, status) for s in steps for status in ("started", "done"))
+
+
+def test_multi_gpu_step_has_its_gpus_to_itself(tmp_path):
+    plan = write_plan(tmp_path, {"wide": 2, "narrow": 1}, seeds=2)
+    run_plan(tmp_path, plan, "--gpus", "0,1,2", "--jobs-per-gpu", "2")
+    _, spans = check_dependencies(tmp_path)
+    wide = next(s for k, s in spans.items() if k.startswith("pretrain/") and "wide" in k)
+    wide_gpus = set(wide["cvd"].split(","))
+    assert len(wide_gpus) == 2 and wide_gpus <= {"0", "1", "2"}
+    for name, s in spans.items():
+        if s is not wide and s["start"] < wide["end"] and wide["start"] < s["end"]:
+            assert not wide_gpus & set((s["cvd"] or "").split(",")), (name, s["cvd"], wide["cvd"])
+    for gpu in "012":
+        assert max_overlap([(s["start"], s["end"]) for s in spans.values()
+                            if gpu in (s["cvd"] or "").split(",")]) <= 2
+
+
+def test_cpu_only_jobs(tmp_path):
+    """No --gpus on a machine without CUDA: no GPU; --jobs 3 runs every step on 3 slots; the env is left alone."""
+    plan = write_plan(tmp_path, {"a": 1, "b": 1}, seeds=3)
+    run_plan(tmp_path, plan, "--jobs", "3", sleep=2)
+    _, spans = check_dependencies(tmp_path)
+    every = [(s["start"], s["end"]) for s in spans.values()]
+    assert max_overlap(every) == 3
+    assert all(s["cvd"] is None for s in spans.values())
+
+
+def test_sigkill_of_the_runner_kills_its_steps_and_a_restart_redoes_nothing(tmp_path):
+    plan = write_plan(tmp_path, {"r": 1}, seeds=6)
+    slow = ("seed3", "seed4", "seed5")  # these would run for a minute: the kill lands while they run
+    env = runner_env(tmp_path, sleep=0.3, slow=slow)
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"), env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        started = {e["step"] for e in events(tmp_path) if e["event"] == "start"}
+        if all(any(tag in name for name in started) for tag in slow):
+            break
+        time.sleep(0.05)
+    proc.kill()  # the runner alone, SIGKILL: its steps must die through their parent-death signal
+    proc.wait()
+    before = intervals(tmp_path)
+    killed = [s["pid"] for s in before.values() if s["end"] is None]
+    assert len(killed) == 3, "the kill must land while the slow steps run"
+    assert sum(name.startswith("score/") for name in before if before[name]["end"]) == 3  # seeds 0-2 done
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in killed) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in killed if Path(f"/proc/{pid}").exists()], "steps outlived a SIGKILLed runner"
+    finished = {k for k, s in before.items() if s["end"] is not None}
+
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"),
+                           env=runner_env(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    starts = {}
+    for e in events(tmp_path):
+        if e["event"] == "start":
+            starts[e["step"]] = starts.get(e["step"], 0) + 1
+    for name in finished:
+        assert starts[name] == 1, f"{name} was done before the kill and ran again"
+    done = [json.loads(line) for line in (tmp_path / "results" / "results.jsonl").read_text().splitlines()]
+    done = [r["step"] for r in done if r["status"] == "done"]
+    assert sorted(done) == sorted(set(done)) and len(done) == 9
+
+
+def test_second_reproduce_on_one_out_is_refused_and_sigterm_stops_every_step(tmp_path):
+    plan = write_plan(tmp_path, {"r": 1}, seeds=4)
+    env = runner_env(tmp_path, sleep=0.1, score=60)
+    first = subprocess.Popen(reproduce_argv(tmp_path, plan, "--jobs", "4"), env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while sum(e["step"].startswith("score/") for e in events(tmp_path)) < 4 and time.time() < deadline:
+            time.sleep(0.05)
+        n = len(events(tmp_path))
+        second = subprocess.run(reproduce_argv(tmp_path, plan), env=env, cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 1
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and "in use by fastload reproduce" in lines[0] and f"pid {first.pid}" in lines[0]
+        assert len(events(tmp_path)) == n  # the second one started nothing
+        first.terminate()
+        assert first.wait(timeout=30) == 130
+    finally:
+        if first.poll() is None:
+            first.kill()
+    pids = [s["pid"] for s in intervals(tmp_path).values()]
+    time.sleep(0.3)
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()
+                and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]
+
+
+def fake_steps(spec: dict) -> list:
+    """{id: (gpus, [deps])} -> Steps (for the scheduler's own rules)."""
+    return [Step(id=sid, kind="shell", argv=[], deps=deps, gpus=gpus) for sid, (gpus, deps) in spec.items()]
+
+
+def test_simulated_makespan_follows_the_pool_rules():
+    four = fake_steps({f"e{i}": (1, []) for i in range(4)})
+    secs = {s.id: 1.0 for s in four}
+    assert simulate(four, secs, DevicePool(["0", "1"], jobs_per_gpu=1)) == 2.0
+    assert simulate(four, secs, DevicePool(["0", "1"], jobs_per_gpu=2)) == 1.0
+    assert simulate(four, secs, DevicePool([], jobs=1)) == 4.0
+    chain = fake_steps({"pre": (2, []), "a": (1, ["pre"]), "b": (1, ["pre"])})
+    # the 2-GPU step shares with nothing, even at K=2: 3 s, then both evaluations at once
+    assert simulate(chain, {"pre": 3.0, "a": 1.0, "b": 1.0}, DevicePool(["0", "1"], jobs_per_gpu=2)) == 4.0
+
+
+def dry_table(stdout: str) -> dict:
+    """step class -> its row's fields, from the dry run's table."""
+    rows, lines = {}, stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("steps ")) + 1
+    last = next(i for i, line in enumerate(lines) if line.startswith("GPU-hours:"))
+    for line in lines[first:last]:
+        parts = line.split()
+        rows[parts[0]] = {"count": int(parts[2]), "gpu_hours": float(parts[5].replace(",", "")),
+                          "source": " ".join(parts[6:])}
+    return rows
+
+
+def test_dry_run_prices_the_paper_plan(tmp_path):
+    out = run_cli("reproduce", "--plan", "paper", "--dry-run", "--gpus", "8", check=True)
+    rows = dry_table(out.stdout)
+    assert rows["pretrain"]["count"] == 22 and rows["pascal_det"]["count"] == 54
+    assert sum(r["count"] for r in rows.values()) == 234 and "234 steps" in out.stdout
+    assert all(r["source"].startswith("estimated [") for r in rows.values())
+    assert "makespan on 8 GPU(s)" in out.stdout and "GPU-hours:" in out.stdout
+    assert "41,600 img/s at 224 px" in out.stdout and not (tmp_path / "RESULTS").exists()
+    # a measured rate replaces the estimate: half the images/s, twice the pre-training GPU-hours
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"device": "cuda", "resolution": 224, "ceiling": {"images_per_s": 90000},
+                                 "ffcv": {"images_per_s": 20800}}))
+    measured = run_cli("reproduce", "--plan", "paper", "--dry-run", "--gpus", "8", "--bench-json", bench,
+                       check=True)
+    pre = dry_table(measured.stdout)["pretrain"]
+    assert pre["source"].startswith("measured [") and "ffcv end to end, 20,800 img/s" in measured.stdout
+    assert pre["gpu_hours"] == pytest.approx(2 * rows["pretrain"]["gpu_hours"], rel=0.02)
+
+
+def test_dry_run_uses_the_store_of_out(tmp_path):
+    plan = write_plan(tmp_path, {"r": 1}, seeds=2)
+    args = ["reproduce", "--plan", plan, "--data", f"imagenet={tmp_path / 'imagenet'}", "--out",
+            tmp_path / "results", "--dry-run", "--gpus", "2"]
+    before = dry_table(run_cli(*args, check=True).stdout)
+    assert before["score"]["source"].startswith("no")  # a user's command has no estimate until it ran once
+    run_plan(tmp_path, plan, "--gpus", "0,1")
+    after = run_cli(*args, check=True).stdout
+    for name in ("compile", "manifest", "score"):
+        assert dry_table(after)[name]["source"].startswith("measured ["), after
+    assert "measured: median of" in after
+
+
+def test_bad_device_arguments(tmp_path):
+    plan = write_plan(tmp_path, {"wide": 4}, seeds=1)
+    base = ["reproduce", "--plan", plan, "--data", f"imagenet={tmp_path / 'imagenet'}", "--out", tmp_path / "r"]
+    out = run_cli(*base, "--gpus", "0,1")
+    assert out.returncode == 2 and "needs 4 GPUs; --gpus gives 2" in out.stderr
+    out = run_cli(*base, "--gpus", "two")
+    assert out.returncode == 2 and "--gpus two" in out.stderr
+    out = run_cli(*base, "--jobs", "0")
+    assert out.returncode == 2 and "--jobs" in out.stderr
+    out = run_cli("reproduce", "--plan", plan, "--data", f"imagenet={tmp_path / 'imagenet'}")
+    assert out.returncode == 2 and "--out is required" in out.stderr

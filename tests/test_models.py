@@ -95,8 +95,8 @@ def test_caffe_init_follows_bvlc():
 
 
 def test_bad_arguments_name_allowed_values():
-    with pytest.raises(UsageError, match="alexnet_caffe, alexnet_tv"):
-        build_model("resnet50", 10)
+    with pytest.raises(UsageError, match="alexnet_caffe, alexnet_tv, resnet18, resnet50"):
+        build_model("vgg16", 10)
     with pytest.raises(UsageError, match="init"):
         build_model("alexnet_tv", 10, init="caffe")
     with pytest.raises(UsageError, match="fc7"):

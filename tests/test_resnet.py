@@ -89,7 +89,8 @@ def test_state_dict_loads_into_mmdet_resnet_backbone(arch, depth):
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
     ours = build_model(arch, 4).eval()
-    backbone = ResNet(depth=depth, out_indices=(3,), norm_eval=True).eval()
+    backbone = ResNet(depth=depth, out_indices=(3,), norm_eval=True)
+    backbone.eval()  # mmdet's ResNet.train() returns None, so .eval() cannot be chained
     result = backbone.load_state_dict(ours.state_dict(), strict=False)
     assert result.missing_keys == [] and sorted(result.unexpected_keys) == ["fc.bias", "fc.weight"]
     x = torch.randn(1, 3, 64, 64)

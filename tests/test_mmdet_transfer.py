@@ -322,6 +322,7 @@ SMALL_ANCHORS = {"model.rpn_head.anchor_generator.scales": [2, 4], "model.test_c
                  "model.train_cfg.rcnn.sampler.num": 32}
 
 
+@pytest.mark.slow  # a real fastload transfer run, killed and resumed
 def test_detection_runs_end_to_end_and_resumes(voc_root, checkpoints, tmp_path):
     work = tmp_path / "det"
     options = {**_tiny_options(voc_root, iters=1), **SMALL_ANCHORS}
@@ -340,6 +341,7 @@ def test_detection_runs_end_to_end_and_resumes(voc_root, checkpoints, tmp_path):
     assert "resumed epoch: 0, iter: 1" in log
 
 
+@pytest.mark.slow  # real fastload transfer runs over two seeds
 def test_action_runs_end_to_end_and_summarises_seeds(voc_root, checkpoints, tmp_path):
     work = tmp_path / "act"
     options = {**_tiny_options(voc_root, iters=2), "default_hooks.checkpoint.save_last": False,

@@ -355,6 +355,7 @@ def pretrain_command(compiled, manifest, out, *extra):
             "--min-res", "48", "--max-res", "48", "--val-res", "48", *extra]
 
 
+@pytest.mark.slow  # three real trainings through the CLI
 def test_cli_killed_run_resumes_to_bitwise_the_weights_of_an_uninterrupted_run(compiled, tmp_path):
     """SIGKILL in the middle of epoch 2 (a checkpoint after every step), resume: the same steps logged once, the
     same losses, and bitwise the same final weights as a run that was never interrupted (one CPU thread for
@@ -426,6 +427,7 @@ def test_cli_refuses_a_manifest_built_from_another_compile(compiled, tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+@pytest.mark.slow  # torchrun with two real processes
 def test_torchrun_two_cpu_processes_with_relabelled_val(compiled, tmp_path):
     out = tmp_path / "ddp"
     # also the device-side augmentation path: the test beton holds raw 48x48 images

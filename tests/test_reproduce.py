@@ -2,7 +2,7 @@
 
 The fast tests replace each step's command by a small fake (the plan's `commands:` and a `shell` evaluation), so the
 runner, store, resume and report logic are tested on their own; `test_real_commands_two_experiments` runs the real
-synth -> compile -> subset -> pretrain -> ImageNet-CLS chain on tiny synthetic data.
+synth -> compile -> subset -> pretrain -> induction chain on tiny synthetic data.
 """
 import json
 import os

@@ -23,6 +23,7 @@ def slurm_cluster():
     assert out.returncode == 0, f"tests/slurm_cluster.sh failed:\n{out.stdout}\n{out.stderr}"
 
 
+@pytest.mark.slow  # a real single-node Slurm cluster
 def test_two_steps_with_a_dependency_run_as_slurm_jobs(slurm_cluster, tmp_path):
     plan = write_fake_plan(tmp_path)
     results = tmp_path / "results"
@@ -51,6 +52,7 @@ def test_two_steps_with_a_dependency_run_as_slurm_jobs(slurm_cluster, tmp_path):
     assert len((tmp_path / "counter.txt").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow  # a real single-node Slurm cluster
 def test_failed_dependency_cancels_the_dependent_job(slurm_cluster, tmp_path):
     plan = write_fake_plan(tmp_path)
     plan.write_text(plan.read_text().replace("compile: [python,", "compile: [python, /no/such/script.py,"))

@@ -9,10 +9,10 @@ from .report import write_report
 from .reproduce import reproduce
 
 
-def run_demo(out="demo_out", data=None, plan=None, launcher="local", log=print) -> Path:
+def run_demo(out="demo_out", data=None, plan=None, launcher="local", jobs=1, log=print) -> Path:
     t0 = time.time()
     plan = plan or ("paper" if data else "demo")
-    reproduce(plan, data, out, launcher=launcher, synth=not data, wait=True, log=log)
+    reproduce(plan, data, out, launcher=launcher, synth=not data, wait=True, jobs=jobs, log=log)
     report = write_report(out)
     log(f"report: {report} (figures in {report.parent / 'figures'}/); total {time.time() - t0:.0f} s")
     return report

@@ -71,14 +71,29 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def child_env(gpu_ids=None) -> dict:
+# the thread pools a step's libraries size from the environment (torch/OpenMP, MKL, numba)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def child_env(gpu_ids=None, threads=None) -> dict:
     """The environment of a step: this checkout's fastload comes first on the path, so every step runs the code
-    whose version the store records, installed or not; `gpu_ids` (a list, [] for none) become CUDA_VISIBLE_DEVICES."""
+    whose version the store records, installed or not; `gpu_ids` (a list, [] for none) become CUDA_VISIBLE_DEVICES;
+    `threads` caps the step's thread pools (THREAD_VARIABLES) unless the caller's environment already sets them."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     if gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, str(int(threads)))
     return env
+
+
+def cpu_threads_per_job(jobs: int):
+    """Threads for each of `jobs` CPU steps running at once: the cores shared out (at least 1), so that --jobs 2 on
+    2 cores runs two 1-thread steps instead of two 2-thread steps fighting for the cores; None for one job (each
+    library's own default)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
 
 def die_with_parent():
@@ -142,8 +157,10 @@ class NotStarted:
         return 127
 
 
-def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "local", job_id=None) -> Running:
-    """Record the step as started and launch its command (without waiting); `gpu_ids` pins it to those GPUs."""
+def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "local", job_id=None,
+               threads=None) -> Running:
+    """Record the step as started and launch its command (without waiting); `gpu_ids` pins it to those GPUs,
+    `threads` caps its thread pools (child_env)."""
     log = log_path(store.dir, step.id)
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = launch_argv(step)
@@ -158,7 +175,7 @@ def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "l
     f.flush()
     try:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(gpu_ids), preexec_fn=die_with_parent())
+                                env=child_env(gpu_ids, threads), preexec_fn=die_with_parent())
     except FileNotFoundError as e:
         f.write(f"command not found: {e.filename}\n".encode())
         proc = NotStarted()
@@ -496,7 +513,9 @@ class LocalRun:
         ready = [s for s in self.todo if all(d in self.ok for d in s.deps if d in self.selected)]
         for step, taken in pick(ready, self.pool, self.priority):
             self.todo.remove(step)
-            self.running[step.id] = start_step(step, self.store, taken if self.pool.gpus else None)
+            threads = None if taken else cpu_threads_per_job(self.pool.jobs)  # a CPU slot: its share of cores
+            self.running[step.id] = start_step(step, self.store, taken if self.pool.gpus else None,
+                                               threads=threads)
             self.progress.line(step.id, "started" + (f" on GPU {','.join(taken)}" if taken else ""), count=False)
 
     def collect_finished(self):

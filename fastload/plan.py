@@ -22,13 +22,16 @@ A plan is a YAML file (datasets/paper_plan.yaml, datasets/demo_plan.yaml, or you
     commands                 optional {step kind: [argv template]}: replaces the built-in command of a kind
                              (a user's own tools, or the fake steps of the tests)
 
+`load_plan(name, arch=...)` gives the same plan with another network (ARCH_VARIANTS: `fastload reproduce --arch`):
+every run pre-trains with that network's recipe and every transfer uses that network's counterpart of its config.
+
 `build_steps(plan, data_roots, results_dir)` turns it into the dependency graph
 synth -> compile -> manifest -> pretrain -> evaluations, each step one command line. `write_steps` and
 `read_steps_file` (or `read_steps` for the steps alone) are the one writer and the one reader of RESULTS/steps.json.
 """
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -36,6 +39,7 @@ import yaml
 from .errors import FastloadError, UsageError
 from .files import write_json
 from .manifest import load_manifest_list
+from .models.archs import ALEXNETS
 from .resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 BUILTIN_PLANS = {"paper": "paper_plan.yaml", "demo": "demo_plan.yaml"}
@@ -116,6 +120,38 @@ KINDS = {
 EVAL_KINDS = sorted(k for k, kind in KINDS.items() if kind.evaluation)
 
 
+@dataclass(frozen=True)
+class ArchVariant:
+    """A plan's study with another network than the AlexNet its recipes train: declared once here, applied to the
+    plan's own entries by `with_arch` (no second copy of a plan)."""
+    label: str          # the network's name in the report ("ResNet-50")
+    recipe: str         # the pre-training recipe (train/NAME.yaml) of every run
+    gpus: int           # GPUs of each pre-training run: the setup the recipe's batch and lr come from
+    configs: dict       # transfer config of the AlexNet plan -> this network's counterpart (both in transfer/)
+
+
+# The paper's plan (and any plan whose runs train an AlexNet recipe) with a ResNet (issue 14). The recipes are
+# FFCV's 16-epoch ones (libffcv/ffcv-imagenet rn50_configs/rn50_16_epochs.yaml: 8 GPUs x 512; rn18_configs/
+# rn18_16_epochs.yaml: 1 GPU x 1024); the transfer configs are the names agreed for issue 14 (coord interfaces).
+# Induction, coarse/fine and ImageNet-CLS need no entry: they read the network from the checkpoint and take its
+# feature layer from fastload.analysis.features.FEATURE_LAYERS and its crop from the recipe's val_res.
+ARCH_VARIANTS = {
+    "resnet50": ArchVariant("ResNet-50", "resnet50_16", 8, {
+        "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r50_fpn_1x_voc07.py",
+        "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r50-c4_70k_voc12-action.py",
+        "alexnet-caffe_50k_sun397.py": "resnet50_50k_sun397.py"}),
+    "resnet18": ArchVariant("ResNet-18", "resnet18_16", 1, {
+        "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r18_fpn_1x_voc07.py",
+        "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r18-c4_70k_voc12-action.py",
+        "alexnet-caffe_50k_sun397.py": "resnet18_50k_sun397.py"}),
+}
+# how the report names the network a recipe trains (its `arch`)
+ARCH_LABELS = {"alexnet_caffe": "AlexNet", "alexnet_tv": "AlexNet (torchvision)",
+               **{arch: v.label for arch, v in ARCH_VARIANTS.items()}}
+# arguments that name a network's own parts: a plan written for AlexNet that sets them cannot be mapped
+ARCH_SPECIFIC_ARGS = {"pretrain": ("--arch", "--init", "--dropout", "--blurpool"), "analysis": ("--layer",)}
+
+
 @dataclass
 class Evaluation:
     """One evaluation of a plan, checked against its kind."""
@@ -171,6 +207,7 @@ class Plan:
     evaluations: dict           # name -> Evaluation
     runs: list                  # of Run
     commands: dict              # step kind -> argv template
+    arch: str = None            # the ARCH_VARIANTS key it was expanded for (`--arch`); None: its own recipes
 
     def run_ids(self) -> list:
         return [r.id for r in self.runs]
@@ -209,6 +246,7 @@ class Step:
     recipe: str = None
     seed: int = None
     resume_file: str = None     # pretrain: when this exists at launch, "{resume*}" expands to --resume
+    arch: str = None            # a run's steps: the network its recipe trains (None: a recipe fastload can't read)
 
     def fingerprint(self) -> str:
         """Identifies what the step computes: a plan change that alters its command re-runs it."""
@@ -231,13 +269,83 @@ def resolve_plan_path(name_or_path: str) -> Path:
     return path
 
 
-def load_plan(name_or_path: str) -> Plan:
+def load_plan(name_or_path: str, arch: str = None) -> Plan:
+    """The plan; with `arch` (a key of ARCH_VARIANTS) the same plan with that network (`with_arch`)."""
     path = resolve_plan_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise FastloadError(f"plan {path}: not valid YAML: {e}") from None
-    return parse_plan(raw, str(path))
+    return with_arch(parse_plan(raw, str(path)), arch)
+
+
+def with_arch(plan: Plan, arch: str = None) -> Plan:
+    """The plan with network `arch` (ARCH_VARIANTS) in place of its AlexNet: named PLAN_ARCH, every run on the
+    variant's recipe and GPUs, every transfer on the variant's counterpart of its config (which must exist now).
+    Refused, naming the entry, where the plan cannot be mapped: a run that does not train an AlexNet recipe, an
+    argument naming a part of AlexNet, a transfer config the table has no counterpart for."""
+    if arch is None:
+        return plan
+    if arch not in ARCH_VARIANTS:
+        raise UsageError(f"--arch {arch!r}: not a network the plans can be run with (allowed: "
+                         f"{', '.join(ARCH_VARIANTS)}; without --arch: the plan's own recipes, AlexNet)")
+    variant = ARCH_VARIANTS[arch]
+    for run in plan.runs:
+        where = f"runs ({run.id})"
+        _refuse_args(plan.path, f"{where}.pretrain_args", run.pretrain_args, ARCH_SPECIFIC_ARGS["pretrain"], arch)
+        trained = recipe_arch(run.recipe, strict=True, where=f"plan {plan.path}: {where}")
+        if trained not in ALEXNETS:
+            _fail(plan.path, where, f"--arch {arch}: its recipe {run.recipe!r} trains {trained}, not AlexNet: "
+                                    "--arch maps a plan written for AlexNet")
+    evaluations = {}
+    for name, ev in plan.evaluations.items():
+        where = f"evaluations.{name}"
+        if ev.kind == "transfer":
+            if ev.config not in variant.configs:
+                _fail(plan.path, f"{where}.config", f"--arch {arch}: {ev.config!r} has no {variant.label} "
+                                                    f"counterpart in fastload.plan.ARCH_VARIANTS (mapped: "
+                                                    f"{', '.join(variant.configs)})")
+            mapped = TRANSFER_CONFIGS_DIR / variant.configs[ev.config]
+            if not mapped.is_file():
+                raise FastloadError(f"--arch {arch}: transfer config {mapped} does not exist (the {variant.label} "
+                                    f"counterpart of {ev.config}, evaluation {name} of plan {plan.path}; "
+                                    "fastload.plan.ARCH_VARIANTS)")
+            ev = replace(ev, config=variant.configs[ev.config])
+        elif ev.kind != "shell":
+            # the analyses take the network, its feature layer and its crop from the checkpoint
+            _refuse_args(plan.path, f"{where}.args", ev.args, ARCH_SPECIFIC_ARGS["analysis"], arch)
+        evaluations[name] = ev
+    configs = sorted({ev.config for ev in evaluations.values() if ev.kind == "transfer"})
+    note = (f"Here with {variant.label} in place of AlexNet (`--arch {arch}`): every run pre-trains with "
+            f"train/{variant.recipe}.yaml on {variant.gpus} GPU(s)"
+            + (f"; transfers with {', '.join(configs)}" if configs else "")
+            + f"; the analyses read {variant.label}'s own feature layer. The paper's numbers are AlexNet's.")
+    return replace(plan, name=f"{plan.name}_{arch}", arch=arch, evaluations=evaluations,
+                   description=f"{plan.description.strip()}\n{note}".strip(),
+                   runs=[replace(r, recipe=variant.recipe, gpus=variant.gpus) for r in plan.runs])
+
+
+def _refuse_args(path, where, args, refused, arch):
+    for a in args:
+        if a.split("=")[0] in refused or a.startswith("arch="):
+            _fail(path, where, f"--arch {arch}: {a!r} names a part of AlexNet (refused with --arch: "
+                               f"{', '.join(refused)})")
+
+
+def recipe_arch(recipe: str, pretrain_args=(), strict: bool = False, where: str = "") -> str:
+    """The network a run trains: its recipe's `arch`, or the --arch / --set arch=... of its pre-training
+    arguments. A recipe fastload cannot read (a plan's own pretrain command) is None, or refused when strict."""
+    args = list(pretrain_args)
+    for i, a in enumerate(args[:-1]):
+        if a == "--arch" or (a == "--set" and args[i + 1].startswith("arch=")):
+            return args[i + 1].split("=", 1)[-1] if a == "--set" else args[i + 1]
+    from .recipe import load_recipe
+    try:
+        return load_recipe(recipe)["arch"]
+    except UsageError as e:
+        if strict:
+            raise FastloadError(f"{where}: {e}") from None
+        return None
 
 
 def _fail(path, where, message):
@@ -504,12 +612,16 @@ def _run_steps(plan, run, where, existing):
                  "args": run.pretrain_args}, deps=[manifest_step_id(run)], outputs=[str(checkpoint)],
                 result_dir=run_dir, run=run.id, gpus=run.gpus)
     pre.recipe, pre.resume_file = run.recipe, str(checkpoint)
+    pre.arch = recipe_arch(run.recipe, run.pretrain_args)
     steps.append(pre)
     for ev_name in run.evals:
         ev = plan.evaluations[ev_name]
         # one step per seed (parallel Slurm jobs), or one step for all seeds (one process start: the CPU demo)
         for seeds in ([ev.seeds] if ev.group_seeds else [[seed] for seed in ev.seeds]):
             steps.append(_eval_step(plan, run, ev, seeds, where))
+    for step in steps:
+        if step.kind != "manifest":   # a manifest step may be shared by runs of several networks
+            step.arch = pre.arch      # the network each number of the run comes from
     return steps
 
 

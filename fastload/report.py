@@ -9,6 +9,7 @@ Differences between two runs are paired by seed where both have the same seeds (
 std sqrt(std_a² + std_b²)); a difference whose |mean| is below its std is marked "within noise".
 """
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import yaml
 
 from .errors import FastloadError
 from .files import atomic_path, write_text
-from .plan import KINDS, read_steps_file
+from .plan import ARCH_LABELS, KINDS, read_steps_file
 from .resources import dataset_file
 from .store import ResultsStore
 
@@ -36,6 +37,7 @@ TABLES = {
     "table3": ("columns", "Table 3: pre-training without the PASCAL classes"),
 }
 PAPER_UNIT = "percent"       # datasets/paper_results.yaml holds the numbers as the paper prints them
+PAPER_ARCH = "AlexNet"       # the network of every number the paper publishes (Huh et al. 2016, Section 2)
 PAPER_KEYS = {"source", "unit", "values", "differences", "paper_only"}
 PAPER_ENTRY_KEYS = {"value", "std", "source", "note", "approximate"}
 PAPER_DIFFERENCE_KEYS = {"evaluation", "run", "baseline", "paper"} | PAPER_ENTRY_KEYS - {"value"}
@@ -139,7 +141,7 @@ def fmt_diff(diff) -> str:
 # ---------------------------------------------------------------- inputs
 
 def load_inputs(results_dir):
-    """(plan, done records of the current steps, failed records, records left out, paper numbers)."""
+    """(plan, done records of the current steps, failed records, records left out, paper numbers, Sources)."""
     results = Path(results_dir)
     steps_file = read_steps_file(results)
     fingerprints = {s.id: s.fingerprint() for s in steps_file.steps}
@@ -148,7 +150,8 @@ def load_inputs(results_dir):
     done = [r for step, r in all_done.items() if r.get("fingerprint") == fingerprints.get(step)]
     failed = [r for step, r in store.latest().items()
               if r["status"] == "failed" and step in fingerprints and step not in all_done]
-    return steps_file.plan, done, failed, len(all_done) - len(done), load_paper_results()
+    return (steps_file.plan, done, failed, len(all_done) - len(done), load_paper_results(),
+            sources_of(steps_file.plan, steps_file.steps))
 
 
 def load_paper_results(path=None) -> dict:
@@ -205,6 +208,29 @@ def fmt_paper(entry) -> str:
     return text + (f" ± {entry['std']:g}" if entry["std"] is not None else "")
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What the report calls the two kinds of number, with the network each comes from."""
+    networks: str = ""       # the networks of the reproduced numbers ("ResNet-50"); "" when no step says
+
+    @property
+    def reproduced(self) -> str:
+        return f"reproduced ({self.networks})" if self.networks else "reproduced"
+
+    @property
+    def paper(self) -> str:
+        return f"paper ({PAPER_ARCH})"
+
+
+def sources_of(plan, steps) -> Sources:
+    """The reproduced numbers' networks: the archs the plan's pre-training steps train (plan.ARCH_LABELS), e.g.
+    'reproduced (ResNet-50)'; plain 'reproduced' when no step says (a plan's own pretrain command)."""
+    archs = list(dict.fromkeys(s.arch for s in steps if s.kind == "pretrain" and s.arch))
+    if not archs and plan.arch:
+        archs = [plan.arch]
+    return Sources(", ".join(ARCH_LABELS.get(a, a) for a in archs))
+
+
 def tagged(plan, tag) -> list:
     """(run id, tag value) of the runs tagged for a figure or table, in plan order."""
     return [(r.id, r.tags[tag]) for r in plan.runs if tag in r.tags]
@@ -231,7 +257,7 @@ def control_of(plan):
 
 # ---------------------------------------------------------------- tables
 
-def columns_table(plan, numbers, paper, tag, title) -> list:
+def columns_table(plan, numbers, paper, tag, title, src: Sources = Sources()) -> list:
     cols = tagged(plan, tag)
     if not cols:
         return []
@@ -239,8 +265,9 @@ def columns_table(plan, numbers, paper, tag, title) -> list:
     runs = [r for r, _ in cols]
     control = control_of(plan)
     control = control if control and control[0] not in runs else None
-    header = ["evaluation"] + [f"{label} {part}" for _, label in cols for part in ("reproduced", "paper")] + \
-             [f"{label} paper" for _, label in extra] + ([f"{control[1]} (control) reproduced"] if control else [])
+    header = ["evaluation"] + [f"{label} {part}" for _, label in cols for part in (src.reproduced, src.paper)] + \
+             [f"{label} {src.paper}" for _, label in extra] + \
+             ([f"{control[1]} (control) {src.reproduced}"] if control else [])
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations_of(plan, numbers, runs):
         cells = [label_of(plan, ev)]
@@ -251,7 +278,7 @@ def columns_table(plan, numbers, paper, tag, title) -> list:
     return lines + [""]
 
 
-def grid_table(plan, numbers, paper, tag, title) -> list:
+def grid_table(plan, numbers, paper, tag, title, src: Sources = Sources()) -> list:
     cells = tagged(plan, tag)
     if not cells:
         return []
@@ -261,7 +288,7 @@ def grid_table(plan, numbers, paper, tag, title) -> list:
     lines = [f"### {title}", ""]
     for ev in evaluations_of(plan, numbers, [r for r, _ in cells]):
         lines += [f"{label_of(plan, ev)}:", "", "| budget | " + " | ".join(f"{c} {part}" for c in cols
-                                                              for part in ("reproduced", "paper"))
+                                                              for part in (src.reproduced, src.paper))
                   + " |", "|---|" + "---|---|" * len(cols)]
         for row in rows:
             out = []
@@ -321,11 +348,11 @@ def _wanted_differences(plan, numbers, paper) -> list:
     return wanted
 
 
-def differences_table(plan, numbers, baselines, paper) -> list:
+def differences_table(plan, numbers, baselines, paper, src: Sources = Sources()) -> list:
     """Run minus baseline, paired by seed. For an evaluation read against its own baseline model (induction), the
     baseline's number is the one measured on the same classes and images."""
     lines = ["### Differences (run minus baseline)", "",
-             "| evaluation | run | baseline | reproduced difference ± std (n) | paper | paper's source |",
+             f"| evaluation | run | baseline | {src.reproduced} difference ± std (n) | {src.paper} | paper's source |",
              "|---|---|---|---|---|---|"]
     run_ids = set(plan.run_ids())
     for ev, run, base, paper_diff in _wanted_differences(plan, numbers, paper):
@@ -386,7 +413,7 @@ def _series(points, numbers, ev):
     return xs, ys, es
 
 
-def line_figure(plan, numbers, paper, tag, title, xlabel, path) -> bool:
+def line_figure(plan, numbers, paper, tag, title, xlabel, path, src: Sources = Sources()) -> bool:
     points = [(r, float(x)) for r, x in tagged(plan, tag)]
     evs = evaluations_of(plan, numbers, [r for r, _ in points])
     if not evs:
@@ -395,12 +422,12 @@ def line_figure(plan, numbers, paper, tag, title, xlabel, path) -> bool:
     fig, axes = plt.subplots(1, len(evs), figsize=(4 * len(evs), 3.4), squeeze=False)
     for ax, ev in zip(axes[0], evs):
         xs, ys, es = _series(points, numbers, ev)
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label="reproduced (mean ± std over seeds)")
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{src.reproduced}, mean ± std over seeds")
         published = [(x, paper_value(paper, ev, r)) for r, x in points if paper_value(paper, ev, r)]
         if published:
             ax.errorbar([x for x, _ in published], [p["value"] for _, p in published],
                         yerr=[p["std"] or 0.0 for _, p in published], fmt="x", color="crimson", markersize=9,
-                        capsize=3, label="paper")
+                        capsize=3, label=src.paper)
         _control_line(ax, plan, numbers, ev)
         ax.set_xscale("log")
         ticks = sorted({x for _, x in points})
@@ -516,12 +543,12 @@ def bars_figure(plan, numbers, paper, tag, title, path) -> list:
 
 # ---------------------------------------------------------------- the report
 
-def _figure_sections(plan, numbers, done, paper, figures) -> list:
+def _figure_sections(plan, numbers, done, paper, figures, src: Sources) -> list:
     lines = []
     for fig_id, (kind, title, xlabel) in FIGURES.items():
         path = figures / f"{fig_id}.png"
         if kind == "line":
-            body = [""] if line_figure(plan, numbers, paper, fig_id, title, xlabel, path) else []
+            body = [""] if line_figure(plan, numbers, paper, fig_id, title, xlabel, path, src) else []
         elif kind == "induction":
             body = induction_figure(plan, done, fig_id, title, path)
         elif kind == "coarse_fine":
@@ -536,21 +563,22 @@ def _figure_sections(plan, numbers, done, paper, figures) -> list:
 def write_report(results_dir) -> Path:
     """Write RESULTS/report.md and RESULTS/figures/*.png; returns the report's path."""
     results = Path(results_dir)
-    plan, done, failed, left_out, paper = load_inputs(results)
+    plan, done, failed, left_out, paper, src = load_inputs(results)
     numbers, baselines = collect(plan, done), collect(plan, done, baseline=True)
     lines = [f"# fastload report: plan {plan.name}", "", plan.description.strip(), "",
              f"{len(done)} completed steps in {results / 'results.jsonl'}"
              + (f" ({left_out} earlier results of steps the plan changed or dropped are left out)" if left_out else "")
-             + ". Every number is in percent. Reproduced numbers are mean ± sample std (number of seeds); "
-             f"paper numbers from {paper.get('source', 'the paper')}, with the paper's ± where it gives one "
-             f"(— where the paper states none or the plan did not run it). A difference whose |mean| is below its std is "
-             f"marked \"{NOISE}\".", ""]
-    lines += _figure_sections(plan, numbers, done, paper, results / "figures")
+             + ". Every number is in percent. Reproduced numbers" + (f" ({src.networks})" if src.networks else "")
+             + " are mean ± sample std (number of seeds); "
+             f"paper numbers ({PAPER_ARCH}) from {paper.get('source', 'the paper')}, with the paper's ± where it "
+             f"gives one (— where the paper states none or the plan did not run it). A difference whose |mean| is "
+             f"below its std is marked \"{NOISE}\".", ""]
+    lines += _figure_sections(plan, numbers, done, paper, results / "figures", src)
     lines += ["## Tables", ""]
     for tab_id, (kind, title) in TABLES.items():
         maker = columns_table if kind == "columns" else grid_table
-        lines += maker(plan, numbers, paper, tab_id, title)
-    lines += control_table(plan, numbers) + differences_table(plan, numbers, baselines, paper)
+        lines += maker(plan, numbers, paper, tab_id, title, src)
+    lines += control_table(plan, numbers) + differences_table(plan, numbers, baselines, paper, src)
     lines += all_results_table(plan, numbers)
     if failed:
         lines += ["### Failed steps (rerun `fastload reproduce` with the same --out to retry)", ""]

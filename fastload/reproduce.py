@@ -21,7 +21,7 @@ from .errors import FastloadError, UsageError
 from .files import OutputLock
 from .launchers import (LAUNCHERS, DevicePool, format_duration, run_local, run_slurm, simulate, step_class,
                         stop_on_sigterm)
-from .plan import build_steps, load_plan, parse_data_roots, select_steps, write_steps
+from .plan import STEPS_FILE, build_steps, load_plan, parse_data_roots, select_steps, write_steps
 from .store import ResultsStore
 
 IMAGENET_TRAIN_IMAGES = 1_281_167   # ILSVRC-2012 train set
@@ -29,16 +29,39 @@ IMAGENET_CLASSES = 1000
 
 DET_IMAGES_PER_S = 12      # assumed (not measured): AlexNet Faster R-CNN / R*CNN training images/s on one GPU
 SUN_IMAGES_PER_S = 1_250   # assumed (not measured): AlexNet fine-tuning on SUN397 JPEGs, decoding bound
+# detectron2's docs/notes/benchmarks.md: mmdetection trains Mask R-CNN R-50-FPN at 53 images/s on 8 V100s; taken for
+# Faster R-CNN R-50/R-18-FPN per GPU (no mask head: an upper bound on the time), not measured here
+FPN_IMAGES_PER_S = 53 / 8
+FPN_1X_VOC07_IMAGES = 3760 * 16   # transfer/_base_/schedules/sgd_1x_voc07.py: 3760 updates of 16 images
 
 # What a step costs when this machine has measured nothing, each with its source; declared once, printed as
 # "estimated". "pretrain" is a rate (images/s per GPU at `px` pixels, scaled by pixel count to the recipe's crop;
 # data-parallel GPUs add up); every other entry is the seconds one step takes on one GPU (or CPU slot). Transfer
 # entries are keyed by config file name.
+# FFCV's ResNet rates: its README's table (libffcv/ffcv-imagenet, "Configurations": rn50_16_epochs 14.9 minutes on
+# 8 x A100, rn18_16_epochs 35.0 minutes on 1 x A100, 16 epochs of ImageNet-1k each, evaluation included) as images/s
+# per GPU at 176 px, the side `pretrain_work` prices their 160 -> 192 px recipes at, so that the recipe as written
+# is priced at FFCV's own time. A100s, not this project's H200; not measured here.
+FFCV_EPOCH_IMAGES = 16 * IMAGENET_TRAIN_IMAGES
 ESTIMATES = {
-    "pretrain": {"images_per_s": 41_600, "px": 224,
-                 "source": "the H200 AlexNet train step alone (bf16, channels_last, batch 512): 41,600 img/s at "
-                           "224 px, 68,300 at 160 (developers' guide, issue 10), scaled by pixels; the loader and "
-                           "fp32 (the paper recipe) are not in it: a lower bound"},
+    # keyed by the recipe's arch
+    "pretrain": {
+        "alexnet_caffe": {
+            "images_per_s": 41_600, "px": 224,
+            "source": "the H200 AlexNet train step alone (bf16, channels_last, batch 512): 41,600 img/s at 224 px, "
+                      "68,300 at 160 (developers' guide, issue 10), scaled by pixels; the loader and fp32 (the "
+                      "paper recipe) are not in it: a lower bound"},
+        "resnet50": {
+            "images_per_s": FFCV_EPOCH_IMAGES / (14.9 * 60 * 8), "px": 176,
+            "source": "FFCV's README (libffcv/ffcv-imagenet): ResNet-50, 16 epochs in 14.9 min on 8 A100s = "
+                      f"{FFCV_EPOCH_IMAGES / (14.9 * 60 * 8):,.0f} img/s per A100 at its 160-192 px, scaled by "
+                      "pixels; an estimate (A100s, not measured here)"},
+        "resnet18": {
+            "images_per_s": FFCV_EPOCH_IMAGES / (35.0 * 60), "px": 176,
+            "source": "FFCV's README (libffcv/ffcv-imagenet): ResNet-18, 16 epochs in 35.0 min on 1 A100 = "
+                      f"{FFCV_EPOCH_IMAGES / (35.0 * 60):,.0f} img/s at its 160-192 px, scaled by pixels; an "
+                      "estimate (an A100, not measured here)"},
+    },
     "compile": {"seconds": 3600, "source": "assumption, not measured: ImageNet's 1.33M JPEGs decoded, resized "
                                            "and written in about an hour on a 16-64 core node"},
     "manifest": {"seconds": 10, "source": "README: 0.36 s per manifest with Numba, plus process start and the "
@@ -66,6 +89,21 @@ ESTIMATES = {
     "alexnet-tv_50k_sun397.py": {
         "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "as alexnet-caffe_50k_sun397: 2.5M images at an "
                                                             f"assumed {SUN_IMAGES_PER_S:,} images/s"},
+    # the ResNet configs of `reproduce --arch` (plan.ARCH_VARIANTS)
+    **{f"faster-rcnn_{net}_fpn_1x_voc07.py": {
+        "seconds": FPN_1X_VOC07_IMAGES / FPN_IMAGES_PER_S,
+        "source": f"mmdet's 1x VOC schedule: {FPN_1X_VOC07_IMAGES:,} images at {FPN_IMAGES_PER_S:.1f} images/s per GPU "
+                  "(detectron2's benchmark of mmdetection's Mask R-CNN R-50-FPN, 53 img/s on 8 V100s; not "
+                  "measured here)"} for net in ("r50", "r18")},
+    **{f"rstarcnn_{net}-c4_70k_voc12-action.py": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "R*CNN: 70k iterations of 2 images = 140k images at an "
+                                                        f"assumed {DET_IMAGES_PER_S} images/s, as for AlexNet"}
+       for net in ("r50", "r18")},
+    **{f"{net}_50k_sun397.py": {
+        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "as alexnet-caffe_50k_sun397: 2.5M images at an assumed "
+                                                            f"{SUN_IMAGES_PER_S:,} images/s, decoding bound (FFCV's "
+                                                            "ResNet-50 rate at 224 px is higher, ~1,770 img/s)"}
+       for net in ("resnet50", "resnet18")},
     "imagenet_cls": {"seconds": 1800, "source": "assumption: fc7 features of 1.33M images at ~3x the train "
                                                 "step's rate (~11 min) and a new fc8 trained on them"},
     "induction": {"seconds": 900, "source": "assumption: fc7 features of ImageNet train + val and a kNN search"},
@@ -91,9 +129,31 @@ def data_roots(plan, data, results_dir, synth=False, dry_run=False) -> dict:
     return parse_data_roots(data, plan)
 
 
-def prepare(plan_name, data, results_dir, synth=False, only=None):
-    """The plan, every step, and the selected steps; writes RESULTS/steps.json."""
-    plan = load_plan(plan_name)
+def check_same_arch(plan, results_dir) -> None:
+    """A results folder holds one network's study: its steps.json's plan must have been expanded for the same
+    --arch. The step ids are the same for every network (pretrain/full, ...), so a second network in the same
+    store would re-run and overwrite the first's runs, and the dry run would price one with the other's times."""
+    path = Path(results_dir) / STEPS_FILE
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())["plan"]
+        name, arch = stored["name"], stored.get("arch")   # steps files before --arch: the plan as written
+    except (ValueError, KeyError, TypeError):
+        return   # not a steps file this fastload reads: prepare rewrites it, as before
+    if arch != plan.arch:
+        def said(a):
+            return f"--arch {a}" if a else "no --arch (the plan's own recipes)"
+        raise FastloadError(f"{path}: {results_dir} holds plan {name}, expanded with {said(arch)}; this run asks "
+                            f"for {said(plan.arch)}: one results folder holds one network's study, so give "
+                            "another --out (or the same --arch)")
+
+
+def prepare(plan_name, data, results_dir, synth=False, only=None, arch=None):
+    """The plan (with network `arch`, see plan.ARCH_VARIANTS), every step, and the selected steps; writes
+    RESULTS/steps.json."""
+    plan = load_plan(plan_name, arch)
+    check_same_arch(plan, results_dir)
     roots = data_roots(plan, data, results_dir, synth=synth)
     steps = build_steps(plan, roots, results_dir, synth=synth)
     write_steps(results_dir, plan, steps, roots)
@@ -101,14 +161,14 @@ def prepare(plan_name, data, results_dir, synth=False, only=None):
 
 
 def reproduce(plan_name, data, results_dir, launcher="local", only=None, synth=False, sbatch_args=(),
-              wait=False, gpus=None, jobs=1, jobs_per_gpu=1, log=print) -> dict:
+              wait=False, gpus=None, jobs=1, jobs_per_gpu=1, arch=None, log=print) -> dict:
     if launcher not in LAUNCHERS:
         raise UsageError(f"--launcher {launcher!r}: allowed values are {', '.join(LAUNCHERS)}")
     if results_dir is None:
         raise UsageError("--out is required (the results folder; reuse it to resume)")
     DevicePool(gpus or (), jobs_per_gpu, jobs)  # bad --jobs / --jobs-per-gpu: refused before anything is written
     with OutputLock(results_dir, "fastload reproduce"):
-        plan, steps, selected = prepare(plan_name, data, results_dir, synth=synth, only=only)
+        plan, steps, selected = prepare(plan_name, data, results_dir, synth=synth, only=only, arch=arch)
         store = ResultsStore(results_dir)
         log(f"plan {plan.name} ({plan.path}): {len(selected)} of {len(steps)} steps; results in {store.path}")
         if launcher == "local":
@@ -172,39 +232,61 @@ def manifest_images(manifest, steps_by_id) -> tuple:
     return round(mean_per_class * classes), "all images of its classes (a label set that drops classes costs less)"
 
 
-def pixel_rate_of(steps_by_id, store, bench_json) -> tuple:
-    """(images x pixels per second on one GPU, where it comes from) for pre-training: the store's done runs,
-    else `fastload bench train --json` files (the fastest end-to-end pipeline), else ESTIMATES."""
+def pretrain_arch(step) -> str:
+    """The network a pre-training step trains: the steps file's record of it, else its recipe's."""
+    return step.arch or recipe_settings(option(step.argv, "--recipe") or "paper")["arch"]
+
+
+def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
+    """(images x pixels per second on one GPU, where it comes from) for pre-training network `arch`: the store's
+    done runs of it, else `fastload bench train --json` files of it (the fastest end-to-end pipeline), else
+    ESTIMATES; (None, why) when none of them prices it."""
     rates = []
     for r in (store.records() if store else []):
         step = steps_by_id.get(r["step"])
-        if r["status"] == "done" and step is not None and step.kind == "pretrain" and r.get("wall_s"):
+        if r["status"] == "done" and step is not None and step.kind == "pretrain" and r.get("wall_s") and \
+                pretrain_arch(step) == arch:
             work, side, _ = pretrain_work(step, steps_by_id)
             rates.append(work * side ** 2 / (float(r["wall_s"]) * max(step.gpus, 1)))
     if rates:
-        return statistics.median(rates), f"measured: {len(rates)} pre-training run(s) in {store.path}"
-    candidates = [c for path in bench_json or () for c in bench_candidates(path)]
+        return statistics.median(rates), f"measured: {len(rates)} {arch} pre-training run(s) in {store.path}"
+    candidates = [c for path in bench_json or () for c in bench_candidates(path) if c[2] == arch]
     if candidates:
-        return max(candidates, key=lambda c: c[0])
-    est = ESTIMATES["pretrain"]
+        return max(candidates, key=lambda c: c[0])[:2]
+    est = ESTIMATES["pretrain"].get(arch)
+    if est is None:
+        return None, f"no estimate for pre-training {arch} (reproduce.ESTIMATES['pretrain'])"
     return est["images_per_s"] * est["px"] ** 2, "estimated: " + est["source"]
 
 
 def bench_candidates(path) -> list:
-    """[(images x pixels per second, source)] of each end-to-end pipeline in a `fastload bench train --json` file."""
+    """[(images x pixels per second, source, arch)] of each end-to-end pipeline in a `fastload bench train --json`
+    file (a file without 'arch' measured bench train's default network, alexnet_caffe)."""
     try:
         result = json.loads(Path(path).read_text())
         side = int(result["resolution"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FastloadError(f"--bench-json {path}: not a `fastload bench train --json` file ({e})") from None
+    arch = str(result.get("arch", "alexnet_caffe"))
     found = [(result[key]["images_per_s"] * side ** 2,
-              f"measured: `fastload bench train` {path}: {key} end to end, {result[key]['images_per_s']:,.0f} "
-              f"img/s at {side} px on {result.get('device', '?')}, scaled by pixels")
+              f"measured: `fastload bench train` {path}: {arch} {key} end to end, "
+              f"{result[key]['images_per_s']:,.0f} img/s at {side} px on {result.get('device', '?')}, scaled by "
+              "pixels", arch)
              for key in ("ffcv", "raw-gpu") if isinstance(result.get(key), dict) and "images_per_s" in result[key]]
     if not found:
         raise FastloadError(f"--bench-json {path}: no end-to-end result (run bench train with --pipeline ffcv, "
                             f"raw-gpu or both)")
     return found
+
+
+def check_bench_archs(steps, bench_json) -> None:
+    """A --bench-json file measured a network the plan pre-trains: one measured on another would price nothing."""
+    archs = {pretrain_arch(s) for s in steps if s.kind == "pretrain"}
+    for path in bench_json or ():
+        measured = {c[2] for c in bench_candidates(path)}
+        if archs and not measured & archs:
+            raise FastloadError(f"--bench-json {path}: measured {', '.join(sorted(measured))}; the plan pre-trains "
+                                f"{', '.join(sorted(archs))} (a measured rate prices its own network only)")
 
 
 def price_steps(steps: list, store=None, bench_json=()) -> dict:
@@ -214,11 +296,18 @@ def price_steps(steps: list, store=None, bench_json=()) -> dict:
     for r in (store.records() if store else []):
         if r["status"] == "done" and r.get("wall_s") is not None:
             walls.setdefault(step_class(r["step"]), []).append(float(r["wall_s"]))
-    pixel_rate, pre_source = pixel_rate_of(by_id, store, bench_json)
+    pixel_rates = {}   # arch -> (rate, source)
     out = {}
     for step in steps:
         gpus = step.gpus
         if step.kind == "pretrain":
+            arch = pretrain_arch(step)
+            if arch not in pixel_rates:
+                pixel_rates[arch] = pixel_rate_of(arch, by_id, store, bench_json)
+            pixel_rate, pre_source = pixel_rates[arch]
+            if pixel_rate is None:
+                out[step.id] = (None, None, pre_source)
+                continue
             work, side, _ = pretrain_work(step, by_id)
             gpu_s = work * side ** 2 / pixel_rate
             out[step.id] = (gpu_s / max(gpus, 1), gpu_s if gpus else None, pre_source)
@@ -236,14 +325,17 @@ def price_steps(steps: list, store=None, bench_json=()) -> dict:
 
 
 def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gpu=1, synth=False, only=None,
-            bench_json=(), log=print) -> dict:
+            bench_json=(), arch=None, log=print) -> dict:
     """Print the plan's steps by class with their hours, the GPU-hours and the makespan on `gpus`; runs nothing
     and writes nothing. Returns {'gpu_hours': h, 'makespan_h': h, 'unpriced': n}."""
-    plan = load_plan(plan_name)
+    plan = load_plan(plan_name, arch)
+    if results_dir:
+        check_same_arch(plan, results_dir)
     out = results_dir or "RESULTS"
     steps = select_steps(build_steps(plan, data_roots(plan, data, out, synth, dry_run=True), out, synth=synth), only)
     pool = DevicePool(gpus, jobs_per_gpu, jobs)
     pool.check(steps)
+    check_bench_archs(steps, bench_json)
     store = ResultsStore(results_dir) if results_dir and ResultsStore(results_dir).path.exists() else None
     priced = price_steps(steps, store, bench_json)
     log(f"plan {plan.name} ({plan.path}): {len(steps)} steps, priced for {len(gpus)} GPU(s) x {jobs_per_gpu} "
@@ -255,8 +347,8 @@ def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gp
     makespan = simulate(steps, {sid: w or 0.0 for sid, (w, _, _) in priced.items()}, pool) / 3600
     log(f"GPU-hours: {gpu_hours:,.1f} ({measured:,.1f} measured, {gpu_hours - measured:,.1f} estimated)")
     log(f"makespan on {len(gpus)} GPU(s): {format_duration(makespan * 3600)} ({makespan / 24:.1f} days), "
-        f"scheduled as the local launcher would (GPU-hours / GPUs: {gpu_hours / max(len(gpus), 1):,.1f} h)" + (f"; {len(unpriced)} step(s) without a price count 0"
-                                                    if unpriced else ""))
+        f"scheduled as the local launcher would (GPU-hours / GPUs: {gpu_hours / max(len(gpus), 1):,.1f} h)"
+        + (f"; {len(unpriced)} step(s) without a price count 0" if unpriced else ""))
     for i, note in enumerate(notes, 1):
         log(f"[{i}] {note}")
     by_id = {s.id: s for s in steps}

@@ -112,7 +112,7 @@ def _ends_torn(fd) -> bool:
 def base_record(step, status: str, **extra) -> dict:
     """The fields every record of a step carries."""
     return {"step": step.id, "kind": step.kind, "status": status, "run": step.run, "evaluation": step.evaluation,
-            "recipe": step.recipe, "seed": step.seed, "fingerprint": step.fingerprint(),
+            "recipe": step.recipe, "arch": step.arch, "seed": step.seed, "fingerprint": step.fingerprint(),
             "code_version": code_version(), **extra}
 
 

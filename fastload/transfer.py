@@ -8,8 +8,9 @@ Layout of WORK_DIR (one run per seed; reruns skip seeds that have a result and r
 
 Config variables that mmengine resolves while reading the file (so a --cfg-options override would not reach the
 dicts that use them) are applied here after the overrides: `data_root` to every dataloader's dataset and
-`img_scale` to every Resize; `--checkpoint` fills every `checkpoint` key under `model`. The config's
-`primary_metric` names the validation result that goes into result.json and summary.json.
+`img_scale` to every Resize; `--checkpoint` fills every `checkpoint` key under `model` (nested ones too, e.g. in a
+backbone's init_cfg). The config's `primary_metric` names the validation result that goes into result.json and
+summary.json.
 """
 import contextlib
 import json
@@ -116,7 +117,12 @@ def _datasets(dataset):
 
 
 def set_checkpoint(node, checkpoint: str) -> int:
-    """Set every `checkpoint` key in the (nested) model config; the number set."""
+    """Set every `checkpoint` key in the (nested) model config; the number set.
+
+    The AlexNet configs name it on their modules (FastloadAlexNet, AlexNetBBoxHead, FastloadImageClassifier, ...);
+    the ResNet detection configs in the backbone's init_cfg (dict(type='FastloadPretrained', checkpoint=None),
+    fastload/mmdet/resnet.py), which may be one dict or a list of them.
+    """
     count = 0
     if isinstance(node, dict):
         for key, value in node.items():

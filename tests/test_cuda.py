@@ -18,16 +18,22 @@ import torch
 from fastload.resources import TRANSFER_CONFIGS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "gpu"))
+from device_check import config_arch  # noqa: E402  (the one rule: config name -> the network it fine-tunes)
+
 CONFIGS = sorted(TRANSFER_CONFIGS_DIR.glob("*.py"))
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
 COLOURS = [(220, 40, 40), (40, 220, 40), (40, 40, 220), (220, 220, 40)]
+ARCHS = ("alexnet_caffe", "alexnet_tv", "resnet18", "resnet50")
 
 
 # ---------------------------------------------------------------- tiny data
 
 @pytest.fixture(scope="module")
 def transfer_data(tmp_path_factory):
-    """Synthetic VOCdevkit (detection + action) and SUN397, and an untrained checkpoint of each AlexNet."""
+    """Synthetic VOCdevkit (detection + action) and SUN397, and an untrained checkpoint of each network the configs
+    take: both AlexNets, and ResNet-18/50 with BlurPool, as train/resnet*.yaml pre-train them and the ResNet configs
+    expect (fastload/mmdet/resnet.py refuses a checkpoint whose recipe's `blurpool` differs from the network's)."""
     pytest.importorskip("mmcv.ops")
     from fastload.models.alexnet import build_model
     from fastload.synth.sun import write_sun
@@ -36,12 +42,13 @@ def transfer_data(tmp_path_factory):
     write_voc(root / "voc", trainval=4, test=3, action_train=4, action_val=3, seed=0)
     write_sun(root / "sun", classes=3, train_per_class=2, test_per_class=1, size="64x48", seed=0)
     checkpoints = {}
-    for arch in ("alexnet_caffe", "alexnet_tv"):
+    for arch in ARCHS:
+        blurpool = arch.startswith("resnet")
         torch.manual_seed(0)
-        state = build_model(arch, num_classes=7).state_dict()
+        state = build_model(arch, num_classes=7, blurpool=blurpool).state_dict()
         checkpoints[arch] = root / f"{arch}.pt"
         torch.save(dict(model=state, arch=arch, num_classes=7, label_wnids=[f"n{i:08d}" for i in range(7)],
-                        epoch=1), checkpoints[arch])
+                        epoch=1, recipe={"arch": arch, "blurpool": blurpool}), checkpoints[arch])
     return dict(voc=root / "voc" / "VOCdevkit", sun=root / "sun", checkpoints=checkpoints)
 
 
@@ -59,11 +66,19 @@ def tiny_transfer_options(config: Path, data: dict, iters: int = 2) -> dict:
     if config.name.startswith("faster-rcnn"):  # anchors that fit a 128x96 image; fewer RoIs through fc6
         options.update({"model.rpn_head.anchor_generator.scales": [2, 4], "model.test_cfg.rpn.max_per_img": 50,
                         "model.train_cfg.rcnn.sampler.num": 32})
+    if config.name.startswith("rstarcnn"):  # few regions through fc6/fc7 or ResNet's layer4 (as test_resnet_action)
+        options.update({"model.primary_per_image": 3, "model.num_secondary_train": 2, "model.max_secondary_test": 4})
     return options
 
 
-def config_arch(config: Path) -> str:
-    return "alexnet_tv" if "alexnet-tv" in config.name else "alexnet_caffe"
+def config_roi_ops(config: Path) -> set:
+    """The torchvision RoI op (forward and backward) a PASCAL config's TorchvisionRoIExtractor runs: RoIAlign for the
+    ResNet FPN detectors (mmdet's recipe), RoIPool for the AlexNet detectors and every R*CNN (the papers'); none
+    for SUN."""
+    if "sun397" in config.name:
+        return set()
+    op = "roi_align" if "_fpn_" in config.name else "roi_pool"
+    return {f"torchvision::{op}", f"torchvision::_{op}_backward"}
 
 
 def run_transfer(config, data, work_dir, iters=2):
@@ -129,11 +144,16 @@ def test_shipped_configs_reach_only_ops_with_a_cuda_path(config, transfer_data, 
         assert name in cuda_ops.ROUTES and cuda_ops.has_kernel(cuda_ops.ROUTES[name], "cuda")
     for op in seen["torchvision"]:
         assert cuda_ops.has_kernel(op, "cuda") and cuda_ops.has_kernel(op, "cpu"), op
-    roi_pool = {"torchvision::roi_pool", "torchvision::_roi_pool_backward"}  # forward and backward
-    if config.name.startswith("faster-rcnn"):  # RPN proposals and test-time NMS
-        assert seen["mmcv"] == {"nms"} and roi_pool <= seen["torchvision"]
-    if config.name.startswith("rstarcnn"):
-        assert roi_pool <= seen["torchvision"]
+    # on CPU mmcv's own nms kernel runs (RPN proposals and test-time NMS); torchvision's nms is its CUDA route
+    assert seen["mmcv"] == ({"nms"} if config.name.startswith("faster-rcnn") else set()), seen["mmcv"]
+    assert seen["torchvision"] == config_roi_ops(config), seen["torchvision"]
+
+
+def config_roi_ops_of_all() -> set:
+    ops = set().union(*map(config_roi_ops, CONFIGS))
+    # both RoI layers are shipped (AlexNet / R*CNN RoIPool, ResNet FPN RoIAlign): a renamed config cannot empty this
+    assert {"torchvision::roi_pool", "torchvision::roi_align"} <= ops, ops
+    return ops
 
 
 def test_config_ops_list_is_exactly_what_the_configs_reach():
@@ -141,8 +161,7 @@ def test_config_ops_list_is_exactly_what_the_configs_reach():
     pytest.importorskip("mmcv.ops")
     from fastload.mmdet import cuda_ops
     assert set(cuda_ops.CONFIG_OPS["mmcv"]) == set(cuda_ops.ROUTES) == {"nms"}
-    assert set(cuda_ops.CONFIG_OPS["torchvision"]) == {*cuda_ops.ROUTES.values(), "torchvision::roi_pool",
-                                                       "torchvision::_roi_pool_backward"}
+    assert set(cuda_ops.CONFIG_OPS["torchvision"]) == {*cuda_ops.ROUTES.values(), *config_roi_ops_of_all()}
     devices = cuda_ops.op_devices()
     assert all("cpu" in d for d in devices.values())
     if torch.version.cuda:  # this machine's torchvision is a CUDA build: every op has its CUDA path
@@ -291,9 +310,9 @@ def test_transfer_config_trains_on_cuda(config, transfer_data, tmp_path):
 @pytest.mark.slow
 def test_device_check_cpu_smoke(tmp_path):
     """tests/gpu/device_check.py --cpu-smoke: every phase of the GPU run with tiny sizes, one JSON on stdout."""
-    config = "faster-rcnn_alexnet-caffe_70k_voc07.py"
+    configs = ["faster-rcnn_alexnet-caffe_70k_voc07.py", "resnet18_50k_sun397.py"]  # an AlexNet and a ResNet
     proc = subprocess.run([sys.executable, "tests/gpu/device_check.py", "--cpu-smoke", "--out", str(tmp_path),
-                           "--configs", config], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                           "--configs", *configs], cwd=REPO, capture_output=True, text=True, timeout=1200,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
                               [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -318,5 +337,6 @@ def test_device_check_cpu_smoke(tmp_path):
     except ImportError:
         return
     assert transfer_tests["test_routed_nms_matches_mmcv_cpu_kernel"] == "passed", transfer_tests
-    row = result["transfer"]["configs"][config]
-    assert row["rc"] == 0 and row["iters_per_s"] > 0 and row["timed_iters"] == 1, row
+    for config in configs:
+        row = result["transfer"]["configs"][config]
+        assert row["rc"] == 0 and row["iters_per_s"] > 0 and row["timed_iters"] == 1, (config, row)

@@ -1,12 +1,16 @@
 """Every step of the paper and demo plans parses with the real `fastload` command line (cli.build_parser), with
 each flag spelled exactly as the CLI declares it: renaming a flag of any command a plan runs (imagenet-cls,
-coarse-fine, transfer, ...) fails here instead of in the middle of `fastload reproduce`."""
+coarse-fine, transfer, ...) fails here instead of in the middle of `fastload reproduce`. The paper plan's ResNet
+variants (`reproduce --arch`, fastload.plan.ARCH_VARIANTS) too."""
 import argparse
 
 import pytest
 
 from fastload.cli import build_parser
-from fastload.plan import KINDS, build_steps, load_plan
+from fastload.plan import ARCH_VARIANTS, KINDS, build_steps, load_plan
+
+# (plan, --arch): the plans as written and the paper plan with each ResNet
+PLANS = [("paper", None), ("demo", None)] + [("paper", arch) for arch in ARCH_VARIANTS]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +50,14 @@ def problems(parser, step, capsys) -> list:
     return out
 
 
-def plan_steps(name, tmp_path):
-    plan = load_plan(name)
+def plan_steps(name, tmp_path, arch=None):
+    plan = load_plan(name, arch)
     return build_steps(plan, {k: tmp_path / k for k in plan.data}, tmp_path / "results", synth=name == "demo")
 
 
-@pytest.mark.parametrize("plan_name", ["paper", "demo"])
-def test_every_plan_step_parses_with_the_cli(plan_name, parser, tmp_path, capsys):
-    steps = plan_steps(plan_name, tmp_path)
+@pytest.mark.parametrize("plan_name, arch", PLANS)
+def test_every_plan_step_parses_with_the_cli(plan_name, arch, parser, tmp_path, capsys):
+    steps = plan_steps(plan_name, tmp_path, arch)
     found = [p for step in steps for p in problems(parser, step, capsys)]
     assert not found, "\n".join(found)
     kinds = {s.kind for s in steps}
@@ -99,12 +103,12 @@ def has_key(cfg, dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("plan_name", ["paper", "demo"])
-def test_transfer_overrides_name_keys_of_their_config(plan_name, tmp_path):
+@pytest.mark.parametrize("plan_name, arch", PLANS)
+def test_transfer_overrides_name_keys_of_their_config(plan_name, arch, tmp_path):
     """A --cfg-options key the config does not have is a typo or a renamed setting: mmengine would add it silently."""
     config = pytest.importorskip("mmengine.config")
     seen = {}
-    for step in plan_steps(plan_name, tmp_path):
+    for step in plan_steps(plan_name, tmp_path, arch):
         if step.kind == "transfer" and step.argv[2] not in seen:
             seen[step.argv[2]] = cfg_option_keys(step)
     assert seen

@@ -140,7 +140,9 @@ def test_control_row_reference_line_and_noise(tmp_path):
     assert "| random init (control) | 22.00 ± 2.83 (2) |" in control
     assert "| big | 71.00 ± 1.41 (2) (Δ 49.00 ± 1.41 (2)) |" in control          # paired: a clear effect
     table1 = section(report, "Table 1")
-    assert "| random init (control) reproduced |" in table1 and "| 22.00 ± 2.83 (2) |" in table1
+    # the default recipe (paper) trains AlexNet: the reproduced columns say so, the paper's are AlexNet's anyway
+    assert "| random init (control) reproduced (AlexNet) |" in table1 and "| 22.00 ± 2.83 (2) |" in table1
+    assert "| big reproduced (AlexNet) | big paper (AlexNet) |" in table1
     diffs = section(report, "Differences")
     assert "| score (%) | small | big | 0.00 ± 1.41 (2), within noise |" in diffs
     assert (results / "figures" / "fig1.png").stat().st_size > 2000
@@ -193,3 +195,47 @@ def test_paper_results_errors(tmp_path, text, message):
 def test_report_needs_a_results_folder(tmp_path):
     with pytest.raises(FastloadError, match="steps.json is missing: .* not a folder written by `fastload reproduce`"):
         write_report(tmp_path)
+
+
+RESNET_PLAN = """\
+name: resnet_labels
+data: {imagenet: {}}
+defaults: {recipe: resnet50_16, seeds: [0, 1]}
+evaluations:
+  pascal_det: {kind: shell, command: [echo, "{out}"], label: PASCAL-DET mAP (%)}
+runs:
+  - {id: full, manifest: {labelset: full}, evals: [pascal_det], tags: {fig1: 1000, table1: 1000 classes}}
+  - {id: full_x500, manifest: {labelset: full, per_class: 500}, evals: [pascal_det],
+     tags: {fig1: 500, table1: 500 per class}}
+"""
+
+
+def test_report_names_the_network_of_each_number(tmp_path, monkeypatch):
+    """A ResNet-50 study: its numbers are labelled ResNet-50, the paper's beside them AlexNet, in the tables, the
+    differences and the figure legends."""
+    import fastload.report as report
+    (tmp_path / "resnet.yaml").write_text(RESNET_PLAN)
+    plan, results = load_plan(str(tmp_path / "resnet.yaml")), tmp_path / "results"
+    steps = expand(results, plan)
+    assert {s.arch for s in steps.values() if s.kind != "manifest" and s.run} == {"resnet50"}   # the recipe's
+    store = ResultsStore(results)
+    for run, values in {"full": [0.70, 0.72], "full_x500": [0.69, 0.73]}.items():
+        for seed, v in enumerate(values):
+            store.append(base_record(steps[f"pascal_det/{run}/seed{seed}"], "done", metrics={"mean": v}))
+    legends, save = [], report._save
+
+    def keep_legends(plt, fig, path):
+        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        save(plt, fig, path)
+
+    monkeypatch.setattr(report, "_save", keep_legends)
+    text = write_report(results).read_text()
+    table1 = section(text, "Table 1")
+    assert ("| evaluation | 1000 classes reproduced (ResNet-50) | 1000 classes paper (AlexNet) | "
+            "500 per class reproduced (ResNet-50) | 500 per class paper (AlexNet) |") in table1
+    assert "| PASCAL-DET mAP (%) | 71.00 ± 1.41 (2) | 58.3 ± 0.3 | 71.00 ± 2.83 (2) | 57 |" in table1
+    diffs = section(text, "Differences")
+    assert "| reproduced (ResNet-50) difference ± std (n) | paper (AlexNet) |" in diffs
+    assert "| PASCAL-DET mAP (%) | full_x500 | full | 0.00 ± 1.41 (2), within noise | -1.5 |" in diffs
+    assert "Reproduced numbers (ResNet-50) are mean ± sample std" in text and "paper numbers (AlexNet)" in text
+    assert "reproduced (ResNet-50), mean ± std over seeds" in legends and "paper (AlexNet)" in legends

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from fastload.launchers import DevicePool, simulate
+from fastload.launchers import THREAD_VARIABLES, DevicePool, simulate
 from fastload.plan import Step, read_steps
 
 SLEEP_S = 1.0
@@ -29,7 +29,8 @@ step, out = sys.argv[1], Path(sys.argv[2])
 def note(event):
     with open(os.environ["RUNNER_LOG"], "a") as f:
         f.write(json.dumps({"step": step, "event": event, "t": time.time(), "pid": os.getpid(),
-                            "cvd": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\n")
+                            "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                            "threads": os.environ.get("OMP_NUM_THREADS")}) + "\n")
 note("start")
 slow = [tag for tag in os.environ.get("RUNNER_SLOW", "").split(",") if tag and tag in step]
 time.sleep(float(os.environ.get("RUNNER_SLEEP_" + step.split("/")[0], os.environ.get("RUNNER_SLEEP", "1")))
@@ -82,7 +83,7 @@ def reproduce_argv(tmp_path, plan, *extra):
 def runner_env(tmp_path, sleep=SLEEP_S, slow=(), **per_kind):
     """The fake steps sleep `sleep` seconds, or per_kind[kind] (e.g. score=30), or 60 s where their output
     folder holds one of `slow`."""
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES" and k not in THREAD_VARIABLES}
     return {**env, "RUNNER_LOG": str(tmp_path / "runner.jsonl"), "RUNNER_SLEEP": str(sleep),
             "RUNNER_SLOW": ",".join(slow), "PYTHONPATH": str(REPO),
             **{f"RUNNER_SLEEP_{k}": str(v) for k, v in per_kind.items()}}
@@ -105,7 +106,8 @@ def intervals(tmp_path) -> dict:
     out = {}
     for e in events(tmp_path):
         if e["event"] == "start":
-            out[e["step"]] = {"start": e["t"], "end": None, "cvd": e["cvd"], "pid": e["pid"]}
+            out[e["step"]] = {"start": e["t"], "end": None, "cvd": e["cvd"], "pid": e["pid"],
+                              "threads": e["threads"]}
         else:
             out[e["step"]]["end"] = e["t"]
     return out
@@ -176,13 +178,30 @@ def test_multi_gpu_step_has_its_gpus_to_itself(tmp_path):
 
 
 def test_cpu_only_jobs(tmp_path):
-    """No --gpus on a machine without CUDA: no GPU; --jobs 3 runs every step on 3 slots; the env is left alone."""
+    """No --gpus on a machine without CUDA: no GPU; --jobs 3 runs every step on 3 slots, each with its share of
+    the cores as its thread count (OMP_NUM_THREADS: torch, numba and MKL size their pools from it)."""
     plan = write_plan(tmp_path, {"a": 1, "b": 1}, seeds=3)
     run_plan(tmp_path, plan, "--jobs", "3", sleep=2)
     _, spans = check_dependencies(tmp_path)
     every = [(s["start"], s["end"]) for s in spans.values()]
     assert max_overlap(every) == 3
     assert all(s["cvd"] is None for s in spans.values())
+    assert {s["threads"] for s in spans.values()} == {str(max(1, os.cpu_count() // 3))}
+
+
+def test_one_job_leaves_the_threads_alone(tmp_path):
+    """One job at a time: each library's own default thread count."""
+    plan = write_plan(tmp_path, {"a": 1}, seeds=1)
+    run_plan(tmp_path, plan, sleep=0.1)
+    assert {s["threads"] for s in intervals(tmp_path).values()} == {None}
+
+
+def test_a_callers_thread_setting_is_kept(tmp_path):
+    plan = write_plan(tmp_path, {"a": 1}, seeds=1)
+    out = subprocess.run(reproduce_argv(tmp_path, plan, "--jobs", "2"), cwd=REPO, capture_output=True, text=True,
+                         env={**runner_env(tmp_path, 0.1), "OMP_NUM_THREADS": "7"}, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {s["threads"] for s in intervals(tmp_path).values()} == {"7"}
 
 
 def test_sigkill_of_the_runner_kills_its_steps_and_a_restart_redoes_nothing(tmp_path):

@@ -20,6 +20,7 @@ model = dict(
     arch='alexnet_caffe',
     num_classes=397,
     checkpoint=None,  # set by `fastload transfer --checkpoint RUN/last.pt` ('random' trains from scratch)
+    frozen_layers=(),  # the whole network fine-tuned (the CPU demo fixes conv1..fc7: a linear probe)
     data_preprocessor=dict(
         type='ImgDataPreprocessor',
         # the ImageNet mean/std of fastload's pre-training loader, in RGB order on 0..255 pixels

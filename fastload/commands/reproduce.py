@@ -3,6 +3,11 @@
 
 def configure(p):
     p.add_argument("--plan", default="paper", help="'paper', 'demo' or a plan YAML file (default: paper)")
+    p.add_argument("--arch", default=None, metavar="NET",
+                   help="run the plan with this network instead of its AlexNet: resnet50 or resnet18 "
+                        "(fastload.plan.ARCH_VARIANTS: FFCV's 16-epoch recipe and the ResNet transfer configs); "
+                        "the plan is then named PLAN_NET. One --out holds one network's study (default: the plan "
+                        "as written)")
     p.add_argument("--data", nargs="+", metavar="ROOT",
                    help="a folder holding imagenet/ voc/ sun/, or KEY=PATH for each data key of the plan")
     p.add_argument("--synth", action="store_true",
@@ -46,9 +51,9 @@ def run(args):
     gpus = parse_gpus(args.gpus, planning=args.dry_run) if args.launcher == "local" or args.dry_run else []
     if args.dry_run:
         dry_run(args.plan, args.data, args.out, gpus=gpus, jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu,
-                synth=args.synth, only=args.only, bench_json=args.bench_json, log=log)
+                synth=args.synth, only=args.only, bench_json=args.bench_json, arch=args.arch, log=log)
         return 0
     reproduce(args.plan, args.data, args.out, launcher=args.launcher, only=args.only, synth=args.synth,
               sbatch_args=args.sbatch_arg, wait=args.wait, gpus=gpus, jobs=args.jobs,
-              jobs_per_gpu=args.jobs_per_gpu, log=log)
+              jobs_per_gpu=args.jobs_per_gpu, arch=args.arch, log=log)
     return 0

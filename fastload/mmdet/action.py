@@ -9,6 +9,12 @@ lib/datasets/pascal_voc.py, models/VGG16_RstarCNN/train.prototxt); docs/protocol
 - `RStarCNN`: score(a; r) = w_a . phi(r) + max over secondary regions s of v_a . phi(s), phi = conv5 -> RoI pool 6x6
   -> fc6 -> fc7 of the pre-trained AlexNet (fc6/fc7 shared by both terms), an 11-way softmax with cross-entropy,
   plus a class-specific box regressor on the primary regions as an auxiliary loss (training only).
+  On a pre-trained ResNet-18/50 (`arch` 'resnet18'/'resnet50'), phi is the "C4" split of He et al. 2016 (Deep
+  Residual Learning, appendix A; mmdet's faster-rcnn_r50-caffe-c4): trunk conv1..layer3 (conv4_x, stride 16,
+  `FastloadResNetC4`) on the whole image -> RoI pool 14x14 -> layer4 (conv5_x) + global average pool per region
+  (`ResNetRes5Head`, with the backbone's BlurPool and BatchNorm settings), in place of conv1..5 + fc6/fc7;
+  BatchNorm frozen at its pre-trained statistics, as He et al. fine-tune. Everything else (regions, scoring,
+  losses, box regressor) is the same code.
   Training: up to 15 primary regions per image, drawn from the person boxes and the region candidates with IoU
   >= 0.5 to a person (each takes that person's label); for each, 10 secondary regions among the boxes whose IoU
   with it lies in [0.2, 0.75], with replacement when fewer; a primary region with none is dropped.
@@ -32,12 +38,16 @@ from mmdet.registry import DATASETS, METRICS, MODELS, TRANSFORMS
 from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import nn
 
 from ..errors import FastloadError, UsageError
+from ..models.archs import ALEXNETS, RESNETS
+from ..models.resnet import build_resnet
 from ..transfer import OTHER_ACTION, VOC_ACTIONS
-from .backbone import _require_checkpoint, check_arch, fc6_fc7, load_pretrained_layers
+from .backbone import _require_checkpoint, fc6_fc7, load_pretrained_layers
+from .resnet import load_resnet_weights
 from .voc import check_image, parse_xml, read_box, read_image_list, read_size, report_problems
 
 ACTIONS = VOC_ACTIONS  # the 10 scored actions
@@ -297,6 +307,116 @@ def encode_deltas(rois, gt, stds) -> torch.Tensor:
     return deltas / deltas.new_tensor(stds)
 
 
+# ---------------------------------------------------------------- ResNet trunk and region head ("C4")
+
+# torchvision ResNet children on each side of the C4 split (He et al. 2016, appendix A: "RoI pooling is performed
+# before conv5_1"): the trunk runs on the whole image (stride 16), conv5_x runs on each RoI-pooled region
+RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+RESNET_RES5 = ("layer4",)
+# what frozen_stages = k freezes, as mmdet's ResNet counts: the stem, then layer1 .. layer<k> (-1: nothing)
+RESNET_STEM, RESNET_STAGES = ("conv1", "bn1"), ("layer1", "layer2", "layer3")
+
+
+class ResNetPart(BaseModule):
+    """Some top-level children of torchvision's ResNet `arch` (fastload.models.resnet), under torchvision's own names,
+    so that a fastload checkpoint's keys are theirs; init_weights copies them strictly (fastload.mmdet.resnet
+    `load_resnet_weights`: a checkpoint of another network, a missing or mis-shaped key, or a BlurPool setting other
+    than the checkpoint's is a FastloadError naming the checkpoint). 'random' keeps torchvision's initialisation.
+
+    blurpool: build with fastload's BlurPool, as the checkpoint was pre-trained (its recipe's `blurpool`; the blur is
+    not in the state dict, and must be there before the optimizer collects the parameters, so it is a setting).
+    norm_eval: every BatchNorm keeps the pre-trained statistics (eval mode, also while training) and its affine
+    weights fixed: He et al. 2016 (appendix A) fix BN when fine-tuning for detection, as mmdet's C4 recipe does
+    (norm_eval=True, norm_cfg requires_grad=False).
+    """
+
+    def __init__(self, arch: str, checkpoint, children: tuple, owner: str, blurpool: bool = False,
+                 norm_eval: bool = True, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if arch not in RESNETS:
+            raise UsageError(f"{owner}: unknown ResNet '{arch}': choose one of {', '.join(RESNETS)}")
+        self.arch, self.checkpoint, self.owner = arch, checkpoint, owner
+        self.blurpool, self.norm_eval = bool(blurpool), bool(norm_eval)
+        net = build_resnet(arch, num_classes=1, blurpool=self.blurpool)
+        self.res5_channels = net.fc.in_features  # 512 (BasicBlock) / 2048 (Bottleneck); layer3 has half
+        for name in children:
+            self.add_module(name, getattr(net, name))
+        if self.norm_eval:
+            for module in self._batchnorms():
+                module.requires_grad_(False)
+
+    def _batchnorms(self):
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.norm_eval:
+            for module in self._batchnorms():
+                module.eval()
+        return self
+
+    def init_weights(self):
+        super().init_weights()
+        checkpoint = _require_checkpoint(self.checkpoint, self.owner)
+        if checkpoint is not None:
+            load_resnet_weights(self, checkpoint, self.arch, self.owner)
+
+
+@MODELS.register_module()
+class FastloadResNetC4(ResNetPart):
+    """conv1 .. layer3 (conv4_x) of a pre-trained torchvision ResNet-18/50 as a single-level detection backbone:
+    stride 16, 256 (ResNet-18) / 1024 (ResNet-50) channels; the trunk of the C4 split.
+
+    Args:
+        arch (str): 'resnet18' or 'resnet50'; must match the checkpoint's.
+        checkpoint (str | None): a fastload ResNet checkpoint (RUN/last.pt), or 'random'; None (filled in by
+            `fastload transfer --checkpoint`) is an error when the weights are initialised. Defaults to None.
+        blurpool (bool): fastload's BlurPool, as the checkpoint's recipe had it (checked); the region head takes
+            the same. Defaults to False.
+        frozen_stages (int): stages kept fixed, counted as mmdet's ResNet counts them: -1 none, 0 the stem (conv1,
+            bn1), 1 the stem and layer1 (mmdet's C4 default, Detectron's FREEZE_AT 2), ... 3 the whole trunk.
+            Defaults to 1.
+        norm_eval (bool): BatchNorm frozen at its pre-trained statistics (see `ResNetPart`). Defaults to True.
+    """
+
+    def __init__(self, arch: str = "resnet50", checkpoint=None, blurpool: bool = False, frozen_stages: int = 1,
+                 norm_eval: bool = True, init_cfg=None):
+        super().__init__(arch, checkpoint, RESNET_TRUNK, "FastloadResNetC4 backbone", blurpool, norm_eval, init_cfg)
+        if not -1 <= int(frozen_stages) <= len(RESNET_STAGES):
+            raise UsageError(f"frozen_stages must be -1..{len(RESNET_STAGES)}, got {frozen_stages}")
+        self.frozen_stages = int(frozen_stages)
+        self.out_channels = self.res5_channels // 2
+        frozen = (RESNET_STEM + RESNET_STAGES[:self.frozen_stages]) if self.frozen_stages >= 0 else ()
+        for name in frozen:
+            getattr(self, name).requires_grad_(False)
+
+    def forward(self, x):
+        for name in RESNET_TRUNK:
+            x = getattr(self, name)(x)
+        return (x,)
+
+
+class ResNetRes5Head(ResNetPart):
+    """layer4 (conv5_x) of a pre-trained torchvision ResNet-18/50, then global average pooling: the per-region head
+    of the C4 split (mmdet's ResLayer shared head + BBoxHead with_avg_pool). (N, C, 14, 14) RoI features -> layer4
+    (stride 2, 7x7) -> (N, 512) for ResNet-18, (N, 2048) for ResNet-50. Arguments as `ResNetPart`."""
+
+    def __init__(self, arch: str, checkpoint=None, blurpool: bool = False, norm_eval: bool = True,
+                 owner: str = "ResNetRes5Head"):
+        super().__init__(arch, checkpoint, RESNET_RES5, owner, blurpool, norm_eval)
+        self.out_channels = self.res5_channels
+
+    def forward(self, x):
+        return self.layer4(x).mean(dim=(2, 3))
+
+
+def region_head_arch(arch: str) -> str:
+    """The per-region head's network: an AlexNet (fc6/fc7) or a ResNet (conv5_x)."""
+    if arch in ALEXNETS + RESNETS:
+        return arch
+    raise UsageError(f"unknown arch '{arch}' for the R*CNN region head: choose one of {', '.join(ALEXNETS + RESNETS)}")
+
+
 # ---------------------------------------------------------------- model
 
 @MODELS.register_module()
@@ -304,10 +424,12 @@ class RStarCNN(BaseDetector):
     """R*CNN action classifier (see the module docstring and docs/protocol.md).
 
     Args:
-        backbone (dict): FastloadAlexNet config (conv5, stride 16).
-        roi_extractor (dict): RoI extractor config, e.g. TorchvisionRoIExtractor with RoIPool 6x6.
-        arch (str): AlexNet arch of the fc6/fc7 head, 'alexnet_caffe' or 'alexnet_tv'.
-        checkpoint (str | None): fastload checkpoint for fc6/fc7 (None is an error at init; 'random' allowed).
+        backbone (dict): FastloadAlexNet config (conv5, stride 16), or FastloadResNetC4 (layer3, stride 16).
+        roi_extractor (dict): RoI extractor config, e.g. TorchvisionRoIExtractor with RoIPool 6x6 (AlexNet) or 14x14
+            (ResNet); its out_channels must be the backbone's.
+        arch (str): network of the per-region head, the backbone's: 'alexnet_caffe' or 'alexnet_tv' (fc6/fc7), or
+            'resnet18' / 'resnet50' (layer4 + global average pool, `ResNetRes5Head`).
+        checkpoint (str | None): fastload checkpoint for that head (None is an error at init; 'random' allowed).
         num_classes (int): softmax classes, the 10 actions + 'other'. Defaults to 11.
         fg_iou (float): IoU with a person from which a box is a primary region in training. Defaults to 0.5.
         primary_per_image (int): most primary regions per training image (BATCH_SIZE / IMS_PER_BATCH). Defaults 15.
@@ -316,7 +438,8 @@ class RStarCNN(BaseDetector):
         max_secondary_test (int | None): most secondary regions per person at test; None: all. Defaults to None.
         bbox_stds (tuple): divisors of the box-regression targets. Defaults to (0.1, 0.1, 0.2, 0.2).
         loss_bbox_weight (float): weight of the auxiliary box-regression loss. Defaults to 1.0.
-        dropout (float): dropout at fc6 and fc7 in training (placed as the arch's pre-training placed it).
+        dropout (float): dropout at fc6 and fc7 in training (placed as the arch's pre-training placed it); must be 0
+            for a ResNet, which has none.
         data_preprocessor (dict): DetDataPreprocessor config.
     """
 
@@ -334,23 +457,41 @@ class RStarCNN(BaseDetector):
                              f"{num_secondary_train}")
         self.backbone = MODELS.build(backbone)
         self.roi_extractor = MODELS.build(roi_extractor)
-        self.arch, self.checkpoint = check_arch(arch), checkpoint
+        self.arch, self.checkpoint = region_head_arch(arch), checkpoint
+        if getattr(self.backbone, "arch", self.arch) != self.arch:  # the head continues the backbone's network
+            raise UsageError(f"RStarCNN arch '{self.arch}' (its region head) differs from the backbone's "
+                             f"'{self.backbone.arch}'")
+        if self.roi_extractor.out_channels != self.backbone.out_channels:
+            raise UsageError(f"roi_extractor out_channels {self.roi_extractor.out_channels} must be the backbone's "
+                             f"{self.backbone.out_channels} ({self.arch})")
         self.fg_iou, self.primary_per_image = float(fg_iou), int(primary_per_image)
         self.iou_range = tuple(iou_range)
         self.num_secondary_train = int(num_secondary_train)
         self.max_secondary_test = None if max_secondary_test is None else int(max_secondary_test)
         self.bbox_stds, self.loss_bbox_weight = tuple(bbox_stds), float(loss_bbox_weight)
-        self.fc6, self.fc7 = nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096)
-        self.dropout = nn.Dropout(dropout)
-        self.primary_cls = nn.Linear(4096, num_classes)
-        self.secondary_cls = nn.Linear(4096, num_classes)
-        self.bbox_pred = nn.Linear(4096, 4 * num_classes)
+        if self.arch in RESNETS:
+            if dropout:
+                raise UsageError(f"RStarCNN: {self.arch} has no dropout (nor had its pre-training): set dropout=0, "
+                                 f"not {dropout}")
+            # the backbone's network continued: its BlurPool and BatchNorm settings
+            self.res5 = ResNetRes5Head(self.arch, checkpoint, blurpool=self.backbone.blurpool,
+                                       norm_eval=self.backbone.norm_eval, owner="RStarCNN layer4 head")
+            self.feature_channels = self.res5.out_channels
+        else:
+            self.fc6, self.fc7 = nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096)
+            self.dropout = nn.Dropout(dropout)
+            self.feature_channels = 4096
+        self.primary_cls = nn.Linear(self.feature_channels, num_classes)
+        self.secondary_cls = nn.Linear(self.feature_channels, num_classes)
+        self.bbox_pred = nn.Linear(self.feature_channels, 4 * num_classes)
 
     def init_weights(self):
-        super().init_weights()
+        super().init_weights()  # the backbone, and a ResNet's layer4 head (ResNetPart.init_weights)
         for layer, std in ((self.primary_cls, 0.01), (self.secondary_cls, 0.01), (self.bbox_pred, 0.001)):
             nn.init.normal_(layer.weight, 0.0, std)  # the fillers of R*CNN's train.prototxt
             nn.init.zeros_(layer.bias)
+        if self.arch in RESNETS:
+            return
         checkpoint = _require_checkpoint(self.checkpoint, "RStarCNN fc6/fc7")
         if checkpoint is not None:
             load_pretrained_layers(checkpoint, self.arch, {"fc6": self.fc6, "fc7": self.fc7})
@@ -359,12 +500,15 @@ class RStarCNN(BaseDetector):
         return self.backbone(batch_inputs)
 
     def _region_features(self, feats, boxes_per_image):
-        """fc7 features of the boxes of each image (one shared fc6/fc7, as R*CNN shares fc6_w/fc7_w)."""
+        """fc7 features (AlexNet) or pooled layer4 features (ResNet) of the boxes of each image: one head shared by
+        primary and secondary regions, as R*CNN shares fc6_w/fc7_w."""
         rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], 1) for i, b in enumerate(boxes_per_image)])
         if len(rois) == 0:
-            return feats[0].new_zeros((0, 4096))
-        x = self.roi_extractor(feats, rois).flatten(1)
-        return fc6_fc7(x, self.fc6, self.fc7, self.dropout, self.arch)
+            return feats[0].new_zeros((0, self.feature_channels))
+        x = self.roi_extractor(feats, rois)
+        if self.arch in RESNETS:
+            return self.res5(x)
+        return fc6_fc7(x.flatten(1), self.fc6, self.fc7, self.dropout, self.arch)
 
     def _image_info(self, sample):
         person = get_box_tensor(sample.gt_instances.bboxes).float()

@@ -187,11 +187,13 @@ class AlexNetBBoxHead(Shared2FCBBoxHead):
         arch (str): 'alexnet_caffe' or 'alexnet_tv'.
         checkpoint (str | None): fastload checkpoint for fc6/fc7, or 'random'; None is an error at init. Defaults None.
         dropout (float): dropout at fc6 and fc7 while training. Defaults to 0.5.
+        frozen (bool): keep fc6 and fc7 fixed, so that only the new cls/reg layers learn (the CPU demo's short
+            runs, which measure how far the pre-trained features carry; the paper fine-tunes them). Defaults False.
         Other arguments as Shared2FCBBoxHead; in_channels=256, roi_feat_size=6 and fc_out_channels=4096 are
         required by the pre-trained fc6.
     """
 
-    def __init__(self, arch: str = "alexnet_caffe", checkpoint=None, dropout: float = 0.5,
+    def __init__(self, arch: str = "alexnet_caffe", checkpoint=None, dropout: float = 0.5, frozen: bool = False,
                  in_channels: int = 256, roi_feat_size: int = 6, fc_out_channels: int = 4096, **kwargs):
         if (in_channels, _pair(roi_feat_size), fc_out_channels) != (256, (6, 6), 4096):
             raise UsageError(f"AlexNetBBoxHead needs in_channels=256, roi_feat_size=6, fc_out_channels=4096 (fc6 "
@@ -201,6 +203,9 @@ class AlexNetBBoxHead(Shared2FCBBoxHead):
         self.arch = check_arch(arch)
         self.checkpoint = checkpoint
         self.dropout = nn.Dropout(dropout)
+        self.frozen = bool(frozen)
+        for p in self.shared_fcs.parameters():  # no gradient, so the optimizer leaves them as loaded
+            p.requires_grad = not self.frozen
 
     def init_weights(self):
         super().init_weights()

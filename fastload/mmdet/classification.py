@@ -1,11 +1,12 @@
-"""SUN-CLS (paper sec. 3): fine-tune a fastload AlexNet on SUN397 scene classification, in MMEngine's Runner.
+"""SUN-CLS (paper sec. 3): fine-tune a fastload AlexNet or ResNet on SUN397 scene classification, in MMEngine's Runner.
 
 Importing this module registers, in mmdet's registries (configs use default_scope='mmdet' and
 custom_imports=dict(imports=['fastload.mmdet.classification'])):
 - DATASETS: SUN397Dataset, the standard SUN397/ image folder with the official partition files;
 - TRANSFORMS: ClsRandomCrop, ClsCenterCrop, PackClsInputs;
-- MODELS: FastloadImageClassifier, the whole AlexNet with fc8 replaced by a new N(0, 0.01) layer `fc8` (outside
-  `net`, so that one optimizer key, 'fc8.', names it for both archs), all fine-tuned;
+- MODELS: FastloadImageClassifier, the whole network with its last layer replaced by a new N(0, 0.01) one outside
+  `net` (`fc8` for both AlexNets, so that one optimizer key, 'fc8.', names it for both; `fc` for the ResNets), all
+  fine-tuned;
 - METRICS: MeanPerClassAccuracy, SUN397's metric (mean over classes of each class's top-1 accuracy).
 
 Data layout (as the SUN397 and Partitions archives unpack; `fastload synth sun OUT` writes the same):
@@ -30,11 +31,15 @@ from torch import nn
 
 from ..errors import FastloadError, UsageError
 from ..models.alexnet import build_model
+from ..models.archs import RESNETS
 from .backbone import CHECKPOINT_KEYS, _require_checkpoint, check_arch, load_pretrained_layers
+from .resnet import load_resnet_weights
 
 SPLITS = {"train": "Training", "test": "Testing"}
 NUM_PARTITIONS = 10
 PRETRAINED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+# the ResNets' top-level modules with parameters, below the new fc (torchvision's names)
+RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -161,49 +166,96 @@ class PackClsInputs(BaseTransform):
 
 @MODELS.register_module()
 class FastloadImageClassifier(BaseModel):
-    """A fastload AlexNet for image classification: conv1..fc7 from a fastload checkpoint (`net`, whose own last
-    layer is an Identity), and a new last layer `fc8`. The SUN config gives `fc8` 10x the base lr for its weights
-    and 20x for its biases (custom_keys 'fc8.weight' / 'fc8.bias'), as Caffe's fine-tuning example does.
+    """A fastload network for image classification: everything but the last layer from a fastload checkpoint
+    (`net`, whose own last layer is an Identity), and a new last layer (`new_fc`): `fc8` for the AlexNets, `fc` for
+    the ResNets, their last layer's name in the pre-trained network. The SUN configs give it 10x the base lr for
+    its weights and 20x for its biases (custom_keys 'fc8.weight' / 'fc8.bias', 'fc.weight' / 'fc.bias'), as
+    Caffe's fine-tuning example does.
 
     Args:
-        arch (str): 'alexnet_caffe' or 'alexnet_tv'; must match the checkpoint's. Defaults to 'alexnet_caffe'.
-        num_classes (int): outputs of the new fc8 (397 for SUN397). Defaults to 397.
+        arch (str): 'alexnet_caffe', 'alexnet_tv', 'resnet18' or 'resnet50'; must match the checkpoint's.
+            Defaults to 'alexnet_caffe'.
+        num_classes (int): outputs of the new last layer (397 for SUN397). Defaults to 397.
         checkpoint (str | None): fastload checkpoint (RUN/last.pt), filled in by `fastload transfer --checkpoint`,
             or 'random' for a network trained from scratch; None is an error at weight initialisation.
-        fc8_std (float): standard deviation of the new fc8's Gaussian weights (BVLC's 0.01); bias 0.
+        new_fc_std (float): standard deviation of the new last layer's Gaussian weights (BVLC's 0.01); bias 0.
+        blurpool (bool): ResNets only: build the network with fastload's BlurPool, as the checkpoint's recipe was
+            (a mismatch is an error at weight initialisation). Defaults to False.
+        frozen_layers (sequence of str): pre-trained layers kept fixed: AlexNet's conv1 .. fc7, a ResNet's conv1,
+            bn1, layer1 .. layer4. Their parameters get requires_grad=False (autograd computes no gradient below the
+            lowest trained layer, so freezing everything up to fc7 makes a linear probe cost a forward pass) and
+            their BatchNorm layers stay in eval mode (the pre-trained statistics, neither used from the batch nor
+            updated). AlexNet's dropout is no layer's: drop6/drop7 act as configured. Defaults to () (all trained).
         data_preprocessor (dict): normally ImgDataPreprocessor with the ImageNet mean/std and bgr_to_rgb=True.
     """
 
-    def __init__(self, arch: str = "alexnet_caffe", num_classes: int = 397, checkpoint=None, fc8_std: float = 0.01,
-                 data_preprocessor=None, init_cfg=None):
+    def __init__(self, arch: str = "alexnet_caffe", num_classes: int = 397, checkpoint=None,
+                 new_fc_std: float = 0.01, blurpool: bool = False, frozen_layers=(), data_preprocessor=None,
+                 init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.arch = check_arch(arch)
+        if arch not in RESNETS:
+            check_arch(arch)
         if int(num_classes) < 2:
             raise UsageError(f"num_classes must be >= 2, got {num_classes}")
+        self.arch = arch
         self.num_classes = int(num_classes)
         self.checkpoint = checkpoint
-        self.fc8_std = float(fc8_std)
-        self.net = build_model(self.arch, self.num_classes)
-        self.fc8 = nn.Linear(4096, self.num_classes)
-        if self.arch == "alexnet_caffe":  # the net now ends at fc7 (after its ReLU and dropout)
+        self.new_fc_std = float(new_fc_std)
+        self.net = build_model(self.arch, self.num_classes, blurpool=blurpool)
+        if self.arch in RESNETS:  # the net now ends at the pooled layer4 features
+            self.new_fc_name, features = "fc", self.net.fc.in_features
+            self.net.fc = nn.Identity()
+        elif self.arch == "alexnet_caffe":  # the net now ends at fc7 (after its ReLU and dropout)
+            self.new_fc_name, features = "fc8", 4096
             self.net.fc8 = nn.Identity()
         else:
+            self.new_fc_name, features = "fc8", 4096
             self.net.classifier[6] = nn.Identity()
+        self.add_module(self.new_fc_name, nn.Linear(features, self.num_classes))
+        self.frozen_layers = self._check_layer_names(frozen_layers)
+        for name in self.frozen_layers:
+            for p in self._layer(name).parameters():
+                p.requires_grad = False
+
+    def _check_layer_names(self, names) -> tuple:
+        names = (names,) if isinstance(names, str) else tuple(names)
+        known = RESNET_LAYERS if self.arch in RESNETS else PRETRAINED_LAYERS
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"FastloadImageClassifier frozen_layers: {', '.join(map(repr, unknown))} are not layers "
+                             f"of {self.arch}: choose from {', '.join(known)}")
+        return names
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen_layers:  # BatchNorm of a frozen layer keeps its pre-trained statistics
+            self._layer(name).eval()
+        return self
+
+    @property
+    def new_fc(self) -> nn.Linear:
+        return getattr(self, self.new_fc_name)
 
     def _layer(self, name: str):
+        """The module of a layer named as in `frozen_layers`."""
+        if self.arch in RESNETS:
+            return self.net.get_submodule(name)
         return self.net.get_submodule(CHECKPOINT_KEYS[self.arch][name])
 
     def init_weights(self):
         super().init_weights()
         checkpoint = _require_checkpoint(self.checkpoint, "FastloadImageClassifier")
         if checkpoint is not None:
-            load_pretrained_layers(checkpoint, self.arch, {n: self._layer(n) for n in PRETRAINED_LAYERS})
+            if self.arch in RESNETS:
+                load_resnet_weights(self.net, checkpoint, self.arch, "FastloadImageClassifier")
+            else:
+                load_pretrained_layers(checkpoint, self.arch, {n: self._layer(n) for n in PRETRAINED_LAYERS})
         with torch.no_grad():
-            self.fc8.weight.normal_(0.0, self.fc8_std)
-            self.fc8.bias.zero_()
+            self.new_fc.weight.normal_(0.0, self.new_fc_std)
+            self.new_fc.bias.zero_()
 
     def forward(self, inputs, data_samples=None, mode: str = "tensor"):
-        logits = self.fc8(self.net(inputs))
+        logits = self.new_fc(self.net(inputs))
         if mode == "tensor":
             return logits
         if mode == "loss":

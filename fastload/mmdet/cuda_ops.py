@@ -6,8 +6,9 @@ Its `nms` then fails on CUDA tensors ("nms_impl: implementation for device cuda:
 test-time NMS (`mmcv.ops.batched_nms` -> `mmcv.ops.nms` -> `ext_module.nms`) call it. torchvision, installed with
 torch as a CUDA build, carries the same op with CPU and CUDA kernels. Importing this module (fastload.mmdet does)
 calls `install()`, which gives mmcv.ops.nms an `ext_module` whose `nms` sends CUDA tensors to `torchvision.ops.nms`
-and everything else to mmcv's own kernels (CPU runs stay bit-for-bit mmcv's). The RoI pooling of the configs is
-torchvision's already (fastload.mmdet.backbone.TorchvisionRoIExtractor).
+and everything else to mmcv's own kernels (CPU runs stay bit-for-bit mmcv's). The RoI layers of the configs are
+torchvision's already (fastload.mmdet.backbone.TorchvisionRoIExtractor): RoIPool for the AlexNet detectors and every
+R*CNN, RoIAlign for the ResNet FPN detectors.
 
 CONFIG_OPS lists every compiled op a forward and backward pass of each shipped config reaches, measured by
 `record_ops` (tests/test_cuda.py runs every config under it on CPU and compares): mmcv ext functions by name, and
@@ -22,7 +23,8 @@ ROUTES = {"nms": "torchvision::nms"}
 # what the shipped configs reach (tests/test_cuda.py::test_shipped_configs_reach_only_ops_with_a_cuda_path checks)
 CONFIG_OPS = {
     "mmcv": ("nms",),
-    "torchvision": ("torchvision::nms", "torchvision::roi_pool", "torchvision::_roi_pool_backward"),
+    "torchvision": ("torchvision::nms", "torchvision::roi_pool", "torchvision::_roi_pool_backward",
+                    "torchvision::roi_align", "torchvision::_roi_align_backward"),
 }
 
 

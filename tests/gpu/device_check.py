@@ -177,7 +177,9 @@ def bench_phase(sizes: dict, deadline: float) -> dict:
 # ---------------------------------------------------------------- phase: transfer iterations per second
 
 def transfer_inputs(tmp: Path, smoke: bool) -> dict:
-    """Synthetic VOC and SUN397, and an untrained checkpoint of each AlexNet (speed does not depend on weights)."""
+    """Synthetic VOC and SUN397, and an untrained checkpoint of each network (speed does not depend on weights):
+    both AlexNets, and ResNet-18/50 with BlurPool, as train/resnet*.yaml pre-train them and the ResNet configs
+    expect (fastload/mmdet/resnet.py refuses a checkpoint whose recipe's `blurpool` differs from the network's)."""
     import torch
 
     from fastload.models.alexnet import build_model
@@ -187,11 +189,24 @@ def transfer_inputs(tmp: Path, smoke: bool) -> dict:
     write_voc(tmp / "voc", trainval=n, test=3, action_train=n, action_val=3, seed=0)
     write_sun(tmp / "sun", classes=3, train_per_class=n, test_per_class=1, seed=0)
     checkpoints = {}
-    for arch in ("alexnet_caffe", "alexnet_tv"):
+    for arch in ("alexnet_caffe", "alexnet_tv", "resnet18", "resnet50"):
+        blurpool = arch.startswith("resnet")
         checkpoints[arch] = tmp / f"{arch}.pt"
-        torch.save(dict(model=build_model(arch, num_classes=7).state_dict(), arch=arch, num_classes=7,
-                        label_wnids=[f"n{i:08d}" for i in range(7)], epoch=1), checkpoints[arch])
+        torch.save(dict(model=build_model(arch, num_classes=7, blurpool=blurpool).state_dict(), arch=arch,
+                        num_classes=7, label_wnids=[f"n{i:08d}" for i in range(7)], epoch=1,
+                        recipe={"arch": arch, "blurpool": blurpool}), checkpoints[arch])
     return {"voc": tmp / "voc" / "VOCdevkit", "sun": tmp / "sun", "checkpoints": checkpoints}
+
+
+def config_arch(config: Path) -> str:
+    """The network a shipped config fine-tunes, from its name (as tests/test_cuda.py: *_r18*/resnet18_*,
+    *_r50*/resnet50_*, *alexnet-tv*, else the caffe AlexNet)."""
+    name = config.name
+    if "_r18" in name or name.startswith("resnet18"):
+        return "resnet18"
+    if "_r50" in name or name.startswith("resnet50"):
+        return "resnet50"
+    return "alexnet_tv" if "alexnet-tv" in name else "alexnet_caffe"
 
 
 def transfer_options(config: Path, data: dict, iters: int, smoke: bool) -> list:
@@ -235,7 +250,7 @@ def transfer_phase(sizes: dict, configs: list, deadline: float, smoke: bool) -> 
             if time.time() > deadline:
                 result["configs"][config.name] = {"skipped": "time budget"}
                 continue
-            arch = "alexnet_tv" if "alexnet-tv" in config.name else "alexnet_caffe"
+            arch = config_arch(config)
             work, t0 = Path(tmp) / config.stem, time.time()
             proc = fastload("transfer", config, "--checkpoint", data["checkpoints"][arch], "--work-dir", work,
                             "--cfg-options", *transfer_options(config, data, sizes["transfer_iters"], smoke),
@@ -265,8 +280,8 @@ def parse_args(argv=None):
 def shipped_configs(names) -> list:
     from fastload.resources import TRANSFER_CONFIGS_DIR
     # one config of each model first (caffe AlexNet), so that a run the time budget cuts short still has each kind
-    configs = sorted(TRANSFER_CONFIGS_DIR.glob("*.py"), key=lambda c: ("alexnet-tv" in c.name, "1img" in c.name,
-                                                                      c.name))
+    configs = sorted(TRANSFER_CONFIGS_DIR.glob("*.py"),
+                     key=lambda c: (config_arch(c) != "alexnet_caffe", "1img" in c.name, c.name))
     if names:
         configs = [c for c in configs if c.name in names]
         if len(configs) != len(names):

@@ -42,6 +42,7 @@ model = dict(
             arch=arch,
             checkpoint=None,
             dropout=0.5,
+            frozen=False,  # fc6/fc7 fine-tuned (True keeps them fixed: the CPU demo's linear transfer)
             in_channels=256,
             roi_feat_size=6,
             fc_out_channels=4096,

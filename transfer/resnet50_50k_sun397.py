@@ -37,6 +37,7 @@ model = dict(
     # train/smoke_resnet18.yaml) needs --cfg-options model.blurpool=False (a mismatch is an error)
     blurpool=True,
     checkpoint=None,  # set by `fastload transfer --checkpoint RUN/last.pt` ('random' trains from scratch)
+    frozen_layers=(),  # the whole network fine-tuned
     data_preprocessor=dict(
         type='ImgDataPreprocessor',
         # the ImageNet mean/std of fastload's pre-training loader, in RGB order on 0..255 pixels

@@ -43,6 +43,42 @@ FPN_1X_VOC07_IMAGES = 3760 * 16   # transfer/_base_/schedules/sgd_1x_voc07.py: 3
 # per GPU at 176 px, the side `pretrain_work` prices their 160 -> 192 px recipes at, so that the recipe as written
 # is priced at FFCV's own time. A100s, not this project's H200; not measured here.
 FFCV_EPOCH_IMAGES = 16 * IMAGENET_TRAIN_IMAGES
+# What a transfer costs: the images its schedule trains on at an assumed rate, not a measured one; one entry per
+# protocol, shared by the configs that run it (CONFIG_PROTOCOLS: each AlexNet variant and its ResNet counterparts)
+TRANSFER_ESTIMATES = {
+    "faster-rcnn_70k_iter-size2": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "py-faster-rcnn ZF end2end: 70k updates x iter_size 2 = "
+                                                        f"140k images at an assumed {DET_IMAGES_PER_S} images/s"},
+    "faster-rcnn_70k-1img": {
+        "seconds": 70_000 / DET_IMAGES_PER_S, "source": "70k one-image iterations at an assumed "
+                                                       f"{DET_IMAGES_PER_S} images/s"},
+    "faster-rcnn_fpn_1x_voc07": {
+        "seconds": FPN_1X_VOC07_IMAGES / FPN_IMAGES_PER_S,
+        "source": f"mmdet's 1x VOC schedule: {FPN_1X_VOC07_IMAGES:,} images at {FPN_IMAGES_PER_S:.1f} images/s per GPU "
+                  "(detectron2's benchmark of mmdetection's Mask R-CNN R-50-FPN, 53 img/s on 8 V100s; not "
+                  "measured here)"},
+    "rstarcnn_70k": {
+        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "R*CNN: 70k iterations of 2 images = 140k images at an "
+                                                        f"assumed {DET_IMAGES_PER_S} images/s"},
+    "sun397_50k": {
+        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "50k iterations of 50 images (Caffe's fine-tuning "
+                                                            f"example) at an assumed {SUN_IMAGES_PER_S:,} images/s"},
+}
+CONFIG_PROTOCOLS = {
+    "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_70k_iter-size2",
+    "faster-rcnn_alexnet-tv_70k_voc07.py": "faster-rcnn_70k_iter-size2",
+    "faster-rcnn_alexnet-caffe_70k-1img_voc07.py": "faster-rcnn_70k-1img",
+    "faster-rcnn_r50_fpn_1x_voc07.py": "faster-rcnn_fpn_1x_voc07",
+    "faster-rcnn_r18_fpn_1x_voc07.py": "faster-rcnn_fpn_1x_voc07",
+    "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_70k",
+    "rstarcnn_alexnet-tv_70k_voc12-action.py": "rstarcnn_70k",
+    "rstarcnn_r50-c4_70k_voc12-action.py": "rstarcnn_70k",
+    "rstarcnn_r18-c4_70k_voc12-action.py": "rstarcnn_70k",
+    "alexnet-caffe_50k_sun397.py": "sun397_50k",
+    "alexnet-tv_50k_sun397.py": "sun397_50k",
+    "resnet50_50k_sun397.py": "sun397_50k",
+    "resnet18_50k_sun397.py": "sun397_50k",
+}
 ESTIMATES = {
     # keyed by the recipe's arch
     "pretrain": {
@@ -67,43 +103,8 @@ ESTIMATES = {
     "manifest": {"seconds": 10, "source": "README: 0.36 s per manifest with Numba, plus process start and the "
                                           "6 s JIT"},
     "synth": {"seconds": 60, "source": "assumption: a small synthetic dataset"},
-    # transfers: the images each config trains on (the configs' schedules) at an assumed rate, not a measured one
-    "faster-rcnn_alexnet-caffe_70k_voc07.py": {
-        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "py-faster-rcnn ZF end2end: 70k updates x iter_size 2 = "
-                                                        f"140k images at an assumed {DET_IMAGES_PER_S} images/s"},
-    "faster-rcnn_alexnet-tv_70k_voc07.py": {
-        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "as faster-rcnn_alexnet-caffe_70k_voc07: 140k images at an "
-                                                        f"assumed {DET_IMAGES_PER_S} images/s"},
-    "faster-rcnn_alexnet-caffe_70k-1img_voc07.py": {
-        "seconds": 70_000 / DET_IMAGES_PER_S, "source": "70k one-image iterations at an assumed "
-                                                       f"{DET_IMAGES_PER_S} images/s"},
-    "rstarcnn_alexnet-caffe_70k_voc12-action.py": {
-        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "R*CNN: 70k iterations of 2 images = 140k images at an "
-                                                        f"assumed {DET_IMAGES_PER_S} images/s"},
-    "rstarcnn_alexnet-tv_70k_voc12-action.py": {
-        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "as rstarcnn_alexnet-caffe: 140k images at an assumed "
-                                                        f"{DET_IMAGES_PER_S} images/s"},
-    "alexnet-caffe_50k_sun397.py": {
-        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "50k iterations of 50 images (Caffe's fine-tuning "
-                                                            f"example) at an assumed {SUN_IMAGES_PER_S:,} images/s"},
-    "alexnet-tv_50k_sun397.py": {
-        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "as alexnet-caffe_50k_sun397: 2.5M images at an "
-                                                            f"assumed {SUN_IMAGES_PER_S:,} images/s"},
-    # the ResNet configs of `reproduce --arch` (plan.ARCH_VARIANTS)
-    **{f"faster-rcnn_{net}_fpn_1x_voc07.py": {
-        "seconds": FPN_1X_VOC07_IMAGES / FPN_IMAGES_PER_S,
-        "source": f"mmdet's 1x VOC schedule: {FPN_1X_VOC07_IMAGES:,} images at {FPN_IMAGES_PER_S:.1f} images/s per GPU "
-                  "(detectron2's benchmark of mmdetection's Mask R-CNN R-50-FPN, 53 img/s on 8 V100s; not "
-                  "measured here)"} for net in ("r50", "r18")},
-    **{f"rstarcnn_{net}-c4_70k_voc12-action.py": {
-        "seconds": 140_000 / DET_IMAGES_PER_S, "source": "R*CNN: 70k iterations of 2 images = 140k images at an "
-                                                        f"assumed {DET_IMAGES_PER_S} images/s, as for AlexNet"}
-       for net in ("r50", "r18")},
-    **{f"{net}_50k_sun397.py": {
-        "seconds": 50_000 * 50 / SUN_IMAGES_PER_S, "source": "as alexnet-caffe_50k_sun397: 2.5M images at an assumed "
-                                                            f"{SUN_IMAGES_PER_S:,} images/s, decoding bound (FFCV's "
-                                                            "ResNet-50 rate at 224 px is higher, ~1,770 img/s)"}
-       for net in ("resnet50", "resnet18")},
+    # transfers: one entry per config, its protocol's (TRANSFER_ESTIMATES above)
+    **{config: TRANSFER_ESTIMATES[protocol] for config, protocol in CONFIG_PROTOCOLS.items()},
     "imagenet_cls": {"seconds": 1800, "source": "assumption: fc7 features of 1.33M images at ~3x the train "
                                                 "step's rate (~11 min) and a new fc8 trained on them"},
     "induction": {"seconds": 900, "source": "assumption: fc7 features of ImageNet train + val and a kNN search"},

@@ -340,3 +340,14 @@ def test_bad_device_arguments(tmp_path):
     assert out.returncode == 2 and "--jobs" in out.stderr
     out = run_cli("reproduce", "--plan", plan, "--data", f"imagenet={tmp_path / 'imagenet'}")
     assert out.returncode == 2 and "--out is required" in out.stderr
+
+
+def test_every_shipped_transfer_config_has_a_cost_estimate():
+    """--dry-run prices a transfer by its config's protocol (reproduce.CONFIG_PROTOCOLS): a new config without an
+    entry would be left unpriced."""
+    from fastload.reproduce import CONFIG_PROTOCOLS, ESTIMATES, TRANSFER_ESTIMATES
+    from fastload.resources import TRANSFER_CONFIGS_DIR
+    shipped = {p.name for p in TRANSFER_CONFIGS_DIR.glob("*.py")}
+    assert shipped == set(CONFIG_PROTOCOLS)
+    assert set(CONFIG_PROTOCOLS.values()) == set(TRANSFER_ESTIMATES)
+    assert all(ESTIMATES[c]["seconds"] > 0 for c in shipped)

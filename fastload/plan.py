@@ -130,9 +130,9 @@ class ArchVariant:
     configs: dict       # transfer config of the AlexNet plan -> this network's counterpart (both in transfer/)
 
 
-# The paper's plan (and any plan whose runs train an AlexNet recipe) with a ResNet (issue 14). The recipes are
+# The paper's plan (and any plan whose runs train an AlexNet recipe) with a ResNet. The recipes are
 # FFCV's 16-epoch ones (libffcv/ffcv-imagenet rn50_configs/rn50_16_epochs.yaml: 8 GPUs x 512; rn18_configs/
-# rn18_16_epochs.yaml: 1 GPU x 1024); the transfer configs are the names agreed for issue 14 (coord interfaces).
+# rn18_16_epochs.yaml: 1 GPU x 1024); the transfer configs are the ResNet files in transfer/ (one per AlexNet config).
 # Induction, coarse/fine and ImageNet-CLS need no entry: they read the network from the checkpoint and take its
 # feature layer from fastload.analysis.features.FEATURE_LAYERS and its crop from the recipe's val_res.
 ARCH_VARIANTS = {

@@ -85,7 +85,7 @@ ESTIMATES = {
         "alexnet_caffe": {
             "images_per_s": 41_600, "px": 224,
             "source": "the H200 AlexNet train step alone (bf16, channels_last, batch 512): 41,600 img/s at 224 px, "
-                      "68,300 at 160 (developers' guide, issue 10), scaled by pixels; the loader and fp32 (the "
+                      "68,300 at 160 (a figure given to this project, not measured by it), scaled by pixels; the loader and fp32 (the "
                       "paper recipe) are not in it: a lower bound"},
         "resnet50": {
             "images_per_s": FFCV_EPOCH_IMAGES / (14.9 * 60 * 8), "px": 176,

@@ -1,4 +1,4 @@
-"""`fastload reproduce --arch resnet50|resnet18` (issue 14): the paper's plan with a ResNet, derived from the same
+"""`fastload reproduce --arch resnet50|resnet18`: the paper's plan with a ResNet, derived from the same
 plan entries through fastload.plan.ARCH_VARIANTS: every pre-training on the ResNet recipe, every transfer on the
 mapped config, the analyses on the checkpoint's own network; refused where it cannot be mapped; priced from FFCV's
 figures; one results folder per network."""

@@ -1,4 +1,4 @@
-"""What compile guarantees (issue 13): no stored row too small to crop, writers that cannot hang or outlive the
+"""What compile guarantees: no stored row too small to crop, writers that cannot hang or outlive the
 compile, every entry under a split folder indexed or reported, high-depth images scaled, fingerprints that tie
 manifests to betons, checksums, a locked OUT swapped in whole, and one-line errors for damaged inputs."""
 import json

@@ -1,4 +1,4 @@
-"""The synthetic-data knobs the demo plan turns (issue 15): SUN397 scenes told apart by their objects alone."""
+"""The synthetic-data knobs the demo plan turns: SUN397 scenes told apart by their objects alone."""
 import numpy as np
 import pytest
 

@@ -23,7 +23,7 @@ from fastload.models.alexnet import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from fastload.transfer import apply_config_variables, set_checkpoint, transfer  # noqa: E402
 
-# the AlexNet configs; the ResNet ones (issue 14) have their own tests: tests/test_resnet_transfer.py (detection, SUN),
+# the AlexNet configs; the ResNet ones have their own tests: tests/test_resnet_transfer.py (detection, SUN),
 # tests/test_resnet_action.py (R*CNN)
 CONFIGS = sorted(p for p in TRANSFER_CONFIGS_DIR.glob("*.py") if "alexnet" in p.name)
 DET_CONFIG = TRANSFER_CONFIGS_DIR / "faster-rcnn_alexnet-caffe_70k_voc07.py"

@@ -86,7 +86,7 @@ def test_demo_plan_loads():
 
 
 def test_demo_plan_has_a_control_and_seeds_for_every_transfer():
-    """Issue 15: a random-init control the report compares with, and mean ± std over >= 2 seeds per transfer."""
+    """A random-init control the report compares with, and mean ± std over >= 2 seeds per transfer."""
     plan = load_plan("demo")
     control = plan.control()
     assert control is not None and control.id == "random"

@@ -1,4 +1,4 @@
-"""ResNet-18/50 pre-training (issue 14): torchvision's definitions, BlurPool, the FFCV recipes, optimizer groups,
+"""ResNet-18/50 pre-training: torchvision's definitions, BlurPool, the FFCV recipes, optimizer groups,
 test-time flip. CPU only, tiny inputs."""
 import importlib.util
 import re

@@ -1,4 +1,4 @@
-"""R*CNN (PASCAL-ACT-CLS) on a pre-trained ResNet (issue 14): the C4 split (trunk conv1..layer3, RoI pool 14x14,
+"""R*CNN (PASCAL-ACT-CLS) on a pre-trained ResNet: the C4 split (trunk conv1..layer3, RoI pool 14x14,
 layer4 + global average pool per region), strict loading of fastload ResNet checkpoints (BlurPool included), frozen
 BatchNorm, and the ResNet-18 config trained and validated on CPU on the synthetic VOC action data.
 """

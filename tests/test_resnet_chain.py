@@ -1,4 +1,4 @@
-"""A tiny ResNet-18 study on CPU through the real `fastload` command line (issue 14): synthetic ImageNet ->
+"""A tiny ResNet-18 study on CPU through the real `fastload` command line: synthetic ImageNet ->
 compile -> manifest -> `fastload pretrain --recipe smoke_resnet18` at 32 px -> SUN-CLS fine-tuning with
 transfer/resnet18_50k_sun397.py for a few iterations -> induction on the checkpoint. Each step's output is checked
 for real values: finite metrics in [0, 1] and the network each one ran on (resnet18, its pooled features)."""
@@ -58,7 +58,7 @@ def test_induction_reads_the_resnet_s_pooled_features(chain):
 
 def test_sun_fine_tuning_from_the_resnet_checkpoint(chain):
     pytest.importorskip("mmdet")
-    assert SUN_CONFIG.is_file(), f"{SUN_CONFIG} is missing (engineer det writes it)"
+    assert SUN_CONFIG.is_file(), f"{SUN_CONFIG} is missing"
     sun, work = chain["base"] / "sun", chain["base"] / "sun_cls"
     run_cli("synth", "sun", sun, "--classes", "3", "--train-per-class", "4", "--test-per-class", "2",
             "--size", "64x48", "--seed", "0", check=True)

@@ -1,4 +1,4 @@
-"""ResNet transfer (issue 14): fastload ResNet checkpoints in mmdet (fastload/mmdet/resnet.py), the Faster R-CNN + FPN
+"""ResNet transfer: fastload ResNet checkpoints in mmdet (fastload/mmdet/resnet.py), the Faster R-CNN + FPN
 configs (mmdet 3.3's VOC recipe on VOC 2007) and the SUN-CLS configs, on CPU with tiny synthetic VOC and SUN397.
 Only ResNet-18 trains here; ResNet-50 is built and loaded, not trained (CPU time)."""
 import json

@@ -132,7 +132,7 @@ def test_fine_tuning_runs_through_fastload_transfer(sun_root, checkpoint, tmp_pa
     assert summary["metric"] == "sun397/mean_class_acc" and 0.0 <= summary["mean"] <= 1.0
     result = json.loads((tmp_path / "sun" / "seed_0" / "result.json").read_text())
     assert result["metrics"]["iter"] == iters and "sun397/accuracy" in result["metrics"]
-    # the run's own resumable checkpoint loads through the weights-only allow-list (issue 13.4)
+    # the run's own resumable checkpoint loads through the weights-only allow-list
     state = load_checkpoint_file(tmp_path / "sun" / "seed_0" / f"iter_{iters}.pth", "cpu")["state_dict"]
     reference = torch.load(checkpoint, weights_only=True)["model"]
     assert state["fc8.weight"].shape == (3, 4096)

@@ -1,4 +1,4 @@
-# PASCAL-DET with a fastload-pre-trained ResNet-50 (issue 14, the study with ResNets): MMDetection 3.3's Faster R-CNN
+# PASCAL-DET with a fastload-pre-trained ResNet-50 (the study with ResNets): MMDetection 3.3's Faster R-CNN
 # + FPN recipe for PASCAL VOC (configs/pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py and its bases
 # _base_/models/faster-rcnn_r50_fpn.py, _base_/datasets/voc0712.py), trained on VOC 2007 trainval only (mmdet's
 # trains on 2007+2012 trainval) and tested on VOC 2007 test with the 11-point mAP, as the AlexNet configs are.

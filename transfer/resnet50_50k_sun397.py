@@ -1,4 +1,4 @@
-# SUN-CLS with a fastload-pre-trained ResNet-50 (issue 14, the study with ResNets): the protocol of
+# SUN-CLS with a fastload-pre-trained ResNet-50 (the study with ResNets): the protocol of
 # alexnet-caffe_50k_sun397.py (Huh et al. 2016, Sec. 3, as that config and docs/protocol.md give it) with torchvision's
 # ResNet-50 as the pre-trained network: its ImageNet classifier `fc` replaced by a new 397-way `fc` on the pooled
 # layer4 features (N(0, 0.01) weights, zero bias, BVLC's fine-tuning init, as for AlexNet's new fc8), the whole

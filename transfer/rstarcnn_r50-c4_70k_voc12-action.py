@@ -1,4 +1,4 @@
-# PASCAL-ACT-CLS on a fastload-pre-trained ResNet-50 (issue 14): R*CNN exactly as the AlexNet config
+# PASCAL-ACT-CLS on a fastload-pre-trained ResNet-50: R*CNN exactly as the AlexNet config
 # rstarcnn_alexnet-caffe_70k_voc12-action.py trains it (same _base_ dataset, schedule and runtime: VOC 2012 Action
 # train -> val, 2 images per update, 15 primary and 10 secondary regions each, 11-way softmax + auxiliary box
 # regression, 70k updates, lr /10 at 40k), on the network split as He et al. 2016 split ResNets for Faster R-CNN,

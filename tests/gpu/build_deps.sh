@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build what tests/gpu/run_device_check.sh needs on the bare GPU machine, from the folder prepare_carry.sh filled
-# (no registry there). Adapted from the workplace's gpu-kit (build_ffcv.sh).
+# (no registry there).
 #   bash tests/gpu/build_deps.sh ffcv CARRY   libraries into /tmp/sys, Python packages and ffcv into /tmp/site
 #   bash tests/gpu/build_deps.sh mmcv CARRY   mmcv 2.1.0, CPU kernels only, into /tmp/site-mmcv
 # The caller exports PYTHONPATH=/tmp/site-mmcv:/tmp/site:REPO and LD_LIBRARY_PATH=/tmp/sys/usr/lib/x86_64-linux-gnu.

@@ -1,4 +1,4 @@
-"""The measured GPU run of issue 10, one JSON on stdout: the CUDA tests, `fastload bench train` (ceiling and end to
+"""The measured GPU run, one JSON on stdout: the CUDA tests, `fastload bench train` (ceiling and end to
 end) per write mode and resolution, and transfer iterations per second for each shipped config.
 
 Run by tests/gpu/run_device_check.sh on the GPU machine after it has built ffcv and mmcv there; `--cpu-smoke` runs

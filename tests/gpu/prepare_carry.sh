@@ -8,7 +8,7 @@
 #            ffcv and mmdet
 #   sdist/   ffcv 1.0.2 and mmcv 2.1.0 source releases, built there (tests/gpu/build_deps.sh)
 #   buildwhl/ setuptools < 70 for mmcv's setup.py (pkg_resources), used for the build only
-# Recipe adapted from the workplace's gpu-kit (make_kit.sh); about 30 MiB; the device tool carries 64 MiB per call.
+# About 30 MiB, copied to the GPU machine with the repository.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARRY=.gpucarry

@@ -1,10 +1,10 @@
 #!/bin/bash
-# The measured GPU run of issue 10, for a session lent the H200 machine (16 CPU cores; Python 3.12, torch 2.11
+# The measured GPU run, for an offline H200 machine (16 CPU cores; Python 3.12, torch 2.11
 # cu130, torchvision 0.26, numba, opencv-python-headless, nvcc 13.0; no registry). Prints ONE JSON on stdout (the
 # CUDA tests, bench train per write mode and resolution, transfer iterations/s per config); everything else goes
 # to stderr and to $OUT (build logs, JUnit files, device_check.json rewritten after every phase). About 9 minutes:
 #   here, once:   bash tests/gpu/prepare_carry.sh                      (fills .gpucarry/, ~30 MiB, git-ignored)
-#   device tool:  run(command="bash tests/gpu/run_device_check.sh", carry=[".gpucarry"], timeout_s=600)
+#   there:        bash tests/gpu/run_device_check.sh                   (repository root with .gpucarry/ copied in)
 # Build (timed into the JSON): mmcv 2.1.0 (CPU kernels; CUDA ops go through torchvision) in the background from the
 # start, ffcv and the wheels in the foreground; the CUDA tests that need no mmcv run while mmcv builds, the
 # benchmarks only once the build has stopped competing for the CPUs.

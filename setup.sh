@@ -52,7 +52,7 @@ build_mmcv_wheel() {
   wheel_dir=$CACHE/wheels/$key
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
     say "building mmcv $MMCV_VERSION from source, CPU kernels only (CUDA tensors use torchvision's kernels;"
-    say "  30-80 minutes on 2 cores, once: the wheel is cached in $wheel_dir)"
+    say "  about 7 minutes on 2 cores, once: the wheel is cached in $wheel_dir)"
     local work; work=$(mktemp -d)
     # mmcv 2.1's setup script needs the setuptools of its day (pkg_resources, setup.py develop): build with < 70.
     "$PIP" install -q "setuptools<70" 2>/dev/null

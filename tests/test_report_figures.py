@@ -122,3 +122,19 @@ def test_close_paper_numbers_share_the_axis():
     assert report._needs_own_axis([6.0, 12.0], [54.3, 58.6])
     assert not report._needs_own_axis([55.0, 61.0], [54.6, 58.6])
     assert not report._needs_own_axis([57.0], [58.0, 58.6])          # one reproduced point near the paper's
+
+
+def test_paper_plan_figures_keep_everything_inside(tmp_path, monkeypatch):
+    """The same checks on the paper plan's figures (line figures next to the paper's numbers, the split bars)."""
+    from test_report import fill_store
+    checked, save = [], report._save
+
+    def check_then_save(plt, fig, path):
+        check_figure(fig)
+        checked.append(path.name)
+        save(plt, fig, path)
+
+    monkeypatch.setattr(report, "_save", check_then_save)
+    fill_store(tmp_path / "results")
+    report.write_report(tmp_path / "results")
+    assert {"fig1.png", "fig2.png", "fig9.png"} <= set(checked)

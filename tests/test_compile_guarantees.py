@@ -71,6 +71,7 @@ def deadline(seconds):
 # ---------------------------------------------------------------------------------------------- odd files
 
 ODD_NAMES = ["tab\tname.JPEG", "new\nline.JPEG"]
+NARROW_16BIT = {"twelve.png": (0, 4095), "dim.png": (0, 30), "narrow.png": (291, 694)}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,9 @@ def odd(tmp_path_factory):
     Image.fromarray(ramp).save(cls / "i16.png")  # uint16: mode I;16
     Image.fromarray(np.linspace(0, 1, 48 * 64).reshape(48, 64).astype(np.float32), "F").save(cls / "float.tif")
     Image.fromarray(np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32), "I").save(cls / "int32.tif")
+    for name, (low, high) in NARROW_16BIT.items():  # 12-bit and narrow-range 16-bit images
+        Image.fromarray(np.linspace(low, high, 48 * 64).reshape(48, 64).astype(np.uint16)).save(cls / name)
+    Image.fromarray(np.full((48, 64), 1000, np.uint16)).save(cls / "blank16.png")
     Image.new("RGBA", (40, 30), (10, 200, 30, 0)).save(cls / "alpha.png")
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -165,14 +169,26 @@ def test_high_depth_images_are_scaled_and_noted(odd):
     index = load_index(base / "out" / "train_index.npz")
     rows = {p.rsplit("/", 1)[-1]: i for i, p in enumerate(index.path.tolist())}
     ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64)
-    cases = {"i16.png": (ramp / 257, "I;16 scaled to 8 bits (value / 257)"),
+    def stored16(name):  # the uint16 values written to the file
+        low, high = NARROW_16BIT[name]
+        return np.linspace(low, high, 48 * 64).reshape(48, 64).astype(np.uint16).astype(float)
+    cases = {"i16.png": (ramp / 257, "I;16 scaled to 8 bits as 16-bit (value x 255/65535)"),
              "float.tif": (np.linspace(0, 1, 48 * 64).reshape(48, 64) * 255, "F scaled to 8 bits (value x 255)"),
-             "int32.tif": (np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32) / 257,
-                           "I scaled to 8 bits (value / 257)")}
+             "int32.tif": (np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32) * 255 / 4095,
+                           "I scaled to 8 bits as 12-bit (value x 255/4095)"),
+             # a 12-bit image fills the 8-bit range (it was 0..16 at value / 257)
+             "twelve.png": (stored16("twelve.png") * 255 / 4095, "I;16 scaled to 8 bits as 12-bit (value x 255/4095)"),
+             # narrow ranges are stretched (they were stored as all 0, and as 1..3)
+             "dim.png": (stored16("dim.png") * 255 / 30, "I;16 stretched from 0..30 to 0..255 (narrow range for 12 bits)"),
+             "narrow.png": ((stored16("narrow.png") - 291) * 255 / (694 - 291),
+                            "I;16 stretched from 291..694 to 0..255 (narrow range for 12 bits)")}
     for name, (want, note) in cases.items():
         got = raw_pixels(base / "out" / "train.beton", rows[name])
         assert np.abs(got[..., 0].astype(float) - want).max() <= 1.0, name  # neither white nor black
         assert (got[..., 0] == got[..., 1]).all() and note in converted[name]["notes"], name
+        assert not any(n.startswith("near-constant") for n in converted[name]["notes"]), name
+    assert any(n.startswith("near-constant after conversion") for n in converted["blank16.png"]["notes"])
+    assert not any("near-constant" in " ".join(converted.get(n, {"notes": []})["notes"]) for n in ODD_NAMES)
     assert "alpha dropped" in " ".join(converted["alpha.png"]["notes"])
     assert "EXIF orientation 6 ignored" in " ".join(converted["rotated.JPEG"]["notes"])
     assert "animated: first of 2 frames stored" in converted["anim.JPEG"]["notes"]

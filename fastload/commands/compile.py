@@ -87,8 +87,13 @@ def run_imagenet(args):
     stored = (f"{args.square}x{args.square} centre squares" if args.square else
               f"longest side <= {settings.max_resolution}" if settings.max_resolution else "original sizes")
     print(f"images stored {settings.write_mode}, {stored} (described in {args.out}/<split>.beton.json)")
-    print(f"skipped {summary['skipped']} entries, {summary['skipped_images']} of them image files (listed in "
-          f"{args.out}/skipped.jsonl); {summary['converted']} files converted or noted (in {args.out}/converted.jsonl)")
+    reasons = "".join(f"; {n} {kind}" for kind, n in summary["skipped_reasons"].items())
+    print(f"skipped {summary['skipped']} entries, {summary['skipped_images']} of them image files{reasons} (listed "
+          f"in {args.out}/skipped.jsonl); {summary['converted']} files converted or noted (in "
+          f"{args.out}/converted.jsonl)")
+    if summary.get("near_constant"):
+        print(f"warning: {summary['near_constant']} stored image(s) are nearly one flat grey level after "
+              f"conversion (listed with a note in {args.out}/converted.jsonl)")
     if not summary["wnid_class_names"]:
         print("note: class folders are not WordNet ids (n########): the betons work with the 'full' labels, "
               "but WordNet label sets cannot be built for this dataset")

@@ -293,10 +293,10 @@ def estimate_beton_bytes(index, settings: CompileSettings) -> int:
 
     Image bytes per row: raw = stored width x height x 3; jpg = stored pixels x the source file's bytes per pixel
     (nbytes / (width x height), at most 3: a JPEG source re-encoded at a similar quality keeps its ratio);
-    proportion = compress_probability x jpg + (1 - compress_probability) x raw. FFCV writes whole pages: the header
-    and row metadata fill the first page(s), then ceil(image bytes / page) pages plus one partly filled last page per
-    writer process, then the allocation table (ESTIMATE_BYTES_PER_ROW per row covers metadata and table).
-    """
+    proportion = compress_probability x jpg + (1 - compress_probability) x raw. FFCV writes whole pages (8 MiB or
+    more, page_size_for): the header and row metadata fill the first page(s), then ceil(image bytes / page) pages
+    plus one more partly filled last page per writer process beyond the first, then the allocation table
+    (ESTIMATE_BYTES_PER_ROW per row covers metadata and table)."""
     width, height = index.width.astype(np.float64), index.height.astype(np.float64)
     stored = np.asarray([stored_shape(int(w), int(h), settings.max_resolution, settings.square)
                          for w, h in zip(index.width, index.height)], dtype=np.float64).reshape(-1, 2)
@@ -309,7 +309,7 @@ def estimate_beton_bytes(index, settings: CompileSettings) -> int:
     page = page_size_for(int(raw.max()) if len(raw) else 0)
     rows = len(index)
     header_pages = -(-(rows * ESTIMATE_BYTES_PER_ROW + 4096) // page)
-    data_pages = -(-int(image_bytes) // page) + min(settings.num_workers, rows)
+    data_pages = -(-int(image_bytes) // page) + max(0, min(settings.num_workers, rows) - 1)
     return int(page * (header_pages + data_pages) + rows * ESTIMATE_BYTES_PER_ROW)
 
 
@@ -472,16 +472,15 @@ def run_watched(writer, num_samples, queue_content, dataset) -> None:
 def wait_for_rows(workers, done, total: int, current, errors, dataset, desc: str) -> None:
     """Follow the workers' row count with a progress bar (images/s), checking every 50 ms that none has died."""
     from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, unit="img", smoothing=0.1)
     previous = 0
-    while previous != total:
-        check_workers(workers, current, errors, dataset)
-        value = done.value
-        if value > previous:
-            bar.update(value - previous)
-            previous = value
-        time.sleep(0.05)
-    bar.close()
+    with tqdm(total=total, desc=desc, unit="img", smoothing=0.1) as bar:  # closed (line ended) before any error
+        while previous != total:
+            check_workers(workers, current, errors, dataset)
+            value = done.value
+            if value > previous:
+                bar.update(value - previous)
+                previous = value
+            time.sleep(0.05)
 
 
 def get_watched(queue, workers, current, errors, dataset):
@@ -697,7 +696,7 @@ def compile_into(folder: Path, root: Path, classes, settings, splits, devkit_cla
         indices[split] = check_split(root, split, classes, settings, devkit_class_order, skipped, converted)
     # the previous OUT stays until the swap, so the whole new compile must fit beside it
     check_free_space(folder, estimate_compile_bytes(indices, settings),
-                     f"{folder.parent / folder.name.split('.compile-stage-')[0].lstrip('.')} (staged in {folder})")
+                     folder.parent / folder.name.split(".compile-stage-")[0].lstrip("."))
     write_report(folder / "skipped.jsonl", skipped)
     write_report(folder / "converted.jsonl", converted)
     lost = [row for row in skipped if row["image"]]

@@ -20,6 +20,7 @@ from fastload.errors import FastloadError
 from fastload.files import OutputLock
 from fastload.index import load_fingerprint, load_index
 from fastload.manifest import Selection, builder_for_index, check_source, load_manifest
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 from tiny_imagenet import WNIDS, picture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -403,3 +404,44 @@ def test_subset_plan_flag_is_a_deprecated_alias(two_compiles, tmp_path, capsys):
                      "--out", str(tmp_path / "m")]) == 0
     assert "--plan is deprecated, use --manifests" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "m")) == ["full.npz", "full_x50.npz"]
+
+
+# ---------------------------------------------------------------------------------------------- full disks
+
+def error_lines(text):
+    """The lines of captured stderr that are not progress bars."""
+    return [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "img/s" not in line and "it/s" not in line
+            and not line.startswith(("check ", "write "))]
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_compile(tmp_path, small_disk, capfd, monkeypatch):
+    root = plain_tree(tmp_path / "root")
+    out = small_disk / "out"
+    args = ["compile", "imagenet", str(root), str(out), "--write-mode", "raw", "--num-workers", "1"]
+    assert cli_main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".fastload.lock"}
+    filler = fill(small_disk, 4 << 20)  # 4 MiB left: less than one 8 MiB FFCV page
+    capfd.readouterr()
+
+    # refused before writing, from the index's estimate
+    assert cli_main(args) == 1
+    lines = error_lines(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"fastload compile: error: no space left on the device to write "
+                                                   f"{out}: "), lines
+    assert "MiB free there" in lines[0] and "needed" in lines[0]
+
+    # the disk fills up while the writer processes write pages: the output is named, not an image
+    monkeypatch.setattr(fc, "check_free_space", lambda *args: None)
+    assert cli_main(args) == 1
+    lines = error_lines(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("fastload compile: error: no space left on the device to write "
+                                                   f"{out.parent}/"), lines
+    assert "train.beton" in lines[0] and ".JPEG" not in lines[0] and "needed" in lines[0], lines
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".fastload.lock"}
+    assert after == before  # byte-identical
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "out"]  # no stage or temp file left
+
+    filler.unlink()  # space freed: the rerun finishes
+    monkeypatch.undo()
+    assert cli_main(args) == 0
+    fc.verify_compile(out)

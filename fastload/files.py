@@ -32,8 +32,8 @@ from .errors import FastloadError
 
 LOCK_NAME = ".fastload.lock"
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-# torch.save reports a full disk as a RuntimeError ("file write failed") without an errno: such an error is taken
-# for a full disk when the file system has less than this left
+# torch.save reports a full disk as a RuntimeError without an errno ("basic_ios::clear: iostream error", then
+# "unexpected pos ..."): a RuntimeError while writing is taken for a full disk when the file system has less left
 NEARLY_FULL_BYTES = 1 << 20
 
 
@@ -74,14 +74,13 @@ def free_bytes(path) -> int:
 
 
 def is_disk_full(error: BaseException, path=None) -> bool:
-    """True for ENOSPC/EDQUOT, and for a write error without an errno (RuntimeError, as torch.save raises) on a
-    file system that has under NEARLY_FULL_BYTES left."""
+    """True for ENOSPC/EDQUOT, and for a RuntimeError (torch.save's write errors carry no errno) raised while
+    writing `path` on a file system that has under NEARLY_FULL_BYTES left."""
     if isinstance(error, DiskFullError):
         return True
     if isinstance(error, OSError):
         return error.errno in DISK_FULL_ERRNOS
-    return (isinstance(error, RuntimeError) and path is not None and "write" in str(error).lower()
-            and free_bytes(path) < NEARLY_FULL_BYTES)
+    return isinstance(error, RuntimeError) and path is not None and free_bytes(path) < NEARLY_FULL_BYTES
 
 
 def check_free_space(folder, needed: int, what: str) -> None:

@@ -183,6 +183,35 @@ def write_json(path, obj, indent: int = 2, default=None) -> Path:
     return write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
 
 
+def read_yaml(path, what: str):
+    """The document of a YAML file read by the safe loader (no Python tags: nothing in the file is executed), as
+    UTF-8 whatever the locale. Unreadable, not UTF-8 or not valid YAML: one FastloadError line naming the file,
+    `what` it is and the line and column."""
+    import yaml
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FastloadError(f"{what} {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise FastloadError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise FastloadError(f"{what} {path}: not valid YAML{yaml_error_where(e)}: {yaml_error_text(e)}") from None
+
+
+def yaml_error_where(error) -> str:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def yaml_error_text(error) -> str:
+    """A YAML error's problem on one line ('could not determine a constructor for the tag ...', without the
+    multi-line source excerpt PyYAML appends)."""
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    text = "; ".join(str(p) for p in parts if p) or str(error).splitlines()[0]
+    return " ".join(text.split())
+
+
 class OutputLock:
     """Exclusive use of an output folder by one fastload process: `with OutputLock(out, "fastload pretrain"):`.
 

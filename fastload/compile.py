@@ -19,7 +19,10 @@ size and checksums), {split}_index.npz (row i = beton row i), classes.txt, compi
 fingerprints), skipped.jsonl (every entry under a split folder that is not in the index, with the reason) and
 converted.jsonl (files stored after a conversion, or with a property compile ignores: see `image_notes`).
 The compile is staged in a sibling folder and swapped in at the end (one rename): an interrupted compile leaves OUT
-as it was, a previous compile there whole and usable. OUT is locked (fastload.files.OutputLock) for the duration.
+as it was, a previous compile there whole and usable. Disk space: once the images are indexed and before any beton
+is written, the free space beside OUT is checked against `estimate_compile_bytes` (from the index: raw = stored
+width x height x 3 per image, jpg = stored pixels x the source file's bytes per pixel, plus FFCV's page overhead);
+a disk that fills up anyway is one DiskFullError naming the beton and its estimated size, OUT untouched. OUT is locked (fastload.files.OutputLock) for the duration.
 """
 import json
 import multiprocessing

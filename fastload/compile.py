@@ -22,7 +22,8 @@ The compile is staged in a sibling folder and swapped in at the end (one rename)
 as it was, a previous compile there whole and usable. Disk space: once the images are indexed and before any beton
 is written, the free space beside OUT is checked against `estimate_compile_bytes` (from the index: raw = stored
 width x height x 3 per image, jpg = stored pixels x the source file's bytes per pixel, plus FFCV's page overhead);
-a disk that fills up anyway is one DiskFullError naming the beton and its estimated size, OUT untouched. OUT is locked (fastload.files.OutputLock) for the duration.
+a disk that fills up anyway is one DiskFullError naming the beton and its estimated size, OUT untouched.
+OUT is locked (fastload.files.OutputLock) for the duration.
 """
 import json
 import multiprocessing

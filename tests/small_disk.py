@@ -10,8 +10,8 @@ import pytest
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """An 80 MiB tmpfs at tmp_path/disk (room for a tiny compile and its recompile: FFCV writes 8 MiB pages); use `fill` to leave
-    only a little free."""
+    """An 80 MiB tmpfs at tmp_path/disk (room for a tiny compile and its recompile: FFCV writes 8 MiB pages); use
+    `fill` to leave only a little free."""
     folder = tmp_path / "disk"
     folder.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m", "tmpfs", str(folder)], capture_output=True,

@@ -180,7 +180,8 @@ def test_high_depth_images_are_scaled_and_noted(odd):
              # a 12-bit image fills the 8-bit range (it was 0..16 at value / 257)
              "twelve.png": (stored16("twelve.png") * 255 / 4095, "I;16 scaled to 8 bits as 12-bit (value x 255/4095)"),
              # narrow ranges are stretched (they were stored as all 0, and as 1..3)
-             "dim.png": (stored16("dim.png") * 255 / 30, "I;16 stretched from 0..30 to 0..255 (narrow range for 12 bits)"),
+             "dim.png": (stored16("dim.png") * 255 / 30,
+                         "I;16 stretched from 0..30 to 0..255 (narrow range for 12 bits)"),
              "narrow.png": ((stored16("narrow.png") - 291) * 255 / (694 - 291),
                             "I;16 stretched from 291..694 to 0..255 (narrow range for 12 bits)")}
     for name, (want, note) in cases.items():
@@ -410,8 +411,8 @@ def test_subset_plan_flag_is_a_deprecated_alias(two_compiles, tmp_path, capsys):
 
 def error_lines(text):
     """The lines of captured stderr that are not progress bars."""
-    return [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "img/s" not in line and "it/s" not in line
-            and not line.startswith(("check ", "write "))]
+    return [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "img/s" not in line
+            and "it/s" not in line and not line.startswith(("check ", "write "))]
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_previous_compile(tmp_path, small_disk, capfd, monkeypatch):

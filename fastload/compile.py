@@ -37,7 +37,8 @@ import numpy as np
 
 from . import index as index_mod
 from .errors import FastloadError, UsageError
-from .files import DISK_FULL_ERRNOS, OutputLock, atomic_path, check_free_space, is_temp_name, write_json, write_text
+from .files import (DISK_FULL_ERRNOS, DiskFullError, OutputLock, atomic_path, check_free_space, is_temp_name,
+                    write_json, write_text)
 
 WRITE_MODES = ("raw", "jpg", "proportion")
 DEFAULT_MAX_RESOLUTION = 256
@@ -683,7 +684,12 @@ def compile_imagenet(root, out, settings: CompileSettings, splits=("train", "val
         stage = out.parent / f".{out.name}.compile-stage-{os.getpid()}"
         try:
             with OutputLock(stage, "fastload compile"):
-                summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
+                try:
+                    summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
+                except DiskFullError as e:  # name the file as it would have appeared in OUT, not in the stage
+                    if e.path.parent != stage:
+                        raise
+                    raise DiskFullError(out / e.path.name, needed=e.needed, free=e.free) from None
                 summary["wnid_class_names"] = wnid_names
                 write_json(stage / "compile.json", summary)
                 swap_in(stage, out, splits)

@@ -146,7 +146,9 @@ def atomic_path(path, expected_bytes: int = None):
             tmp.unlink()
         if expected_bytes:
             raise DiskFullError(path, needed=expected_bytes) from None
-        raise DiskFullError(path, needed=written + 1, at_least=True) from None
+        # unknown size: at least what got written, and about the size of the file it would replace
+        previous = path.stat().st_size if path.is_file() else 0
+        raise DiskFullError(path, needed=max(written + 1, previous), at_least=True) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -83,6 +83,21 @@ def is_disk_full(error: BaseException, path=None) -> bool:
     return isinstance(error, RuntimeError) and path is not None and free_bytes(path) < NEARLY_FULL_BYTES
 
 
+def reserve_space(path, nbytes: int) -> None:
+    """Allocate the first `nbytes` of the existing file `path` on disk now (posix_fallocate). A file written
+    through a memory map (np.lib.format.open_memmap) is sparse: a full disk would kill the writer with SIGBUS at
+    the page it cannot store, with no message; reserved, it fails here, as one DiskFullError."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as e:
+        if e.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise DiskFullError(path, needed=nbytes) from None
+    finally:
+        os.close(fd)
+
+
 def check_free_space(folder, needed: int, what: str) -> None:
     """DiskFullError before a job starts when `needed` bytes (its estimated output) exceed the free space in
     `folder`. `what` names the output for the message."""
@@ -139,6 +154,8 @@ def atomic_path(path, expected_bytes: int = None):
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException as e:
+        if isinstance(e, DiskFullError) and e.path == tmp:  # reserve_space on the temporary file: name the real one
+            raise DiskFullError(path, needed=e.needed, free=e.free) from None
         if not is_disk_full(e, tmp) or isinstance(e, DiskFullError):
             raise
         written = tmp.stat().st_size if tmp.exists() else 0

@@ -83,6 +83,19 @@ def test_a_full_disk_is_one_error_naming_the_path_and_the_bytes_needed(small_dis
     assert target.read_text() == "new"
 
 
+def test_a_feature_file_that_cannot_fit_is_refused_before_it_is_written(small_disk):
+    """A memory-mapped feature file is reserved on disk first: a full disk is one error, not a SIGBUS mid-way."""
+    from fastload.analysis.features import allocate
+    target = small_disk / "features.npy"
+    with pytest.raises(DiskFullError, match=f"to write {target}: .* free there, 97\\.7 MiB"):
+        with atomic_path(target) as tmp:
+            allocate(50_000, 1024, tmp, np.float16)
+    assert not list(small_disk.iterdir())
+    with atomic_path(target) as tmp:  # one that fits
+        allocate(100, 8, tmp, np.float16)[:] = 1
+    assert np.load(target).sum() == 800
+
+
 def test_check_free_space_refuses_before_writing(tmp_path):
     check_free_space(tmp_path, 1, "small")
     with pytest.raises(DiskFullError, match=f"to write {tmp_path / 'huge'}: .* free there, .*needed"):

@@ -19,7 +19,11 @@ size and checksums), {split}_index.npz (row i = beton row i), classes.txt, compi
 fingerprints), skipped.jsonl (every entry under a split folder that is not in the index, with the reason) and
 converted.jsonl (files stored after a conversion, or with a property compile ignores: see `image_notes`).
 The compile is staged in a sibling folder and swapped in at the end (one rename): an interrupted compile leaves OUT
-as it was, a previous compile there whole and usable. OUT is locked (fastload.files.OutputLock) for the duration.
+as it was, a previous compile there whole and usable. Disk space: once the images are indexed and before any beton
+is written, the free space beside OUT is checked against `estimate_compile_bytes` (from the index: raw = stored
+width x height x 3 per image, jpg = stored pixels x the source file's bytes per pixel, plus FFCV's page overhead);
+a disk that fills up anyway is one DiskFullError naming the beton and its estimated size, OUT untouched.
+OUT is locked (fastload.files.OutputLock) for the duration.
 """
 import json
 import multiprocessing
@@ -33,7 +37,8 @@ import numpy as np
 
 from . import index as index_mod
 from .errors import FastloadError, UsageError
-from .files import OutputLock, atomic_path, is_temp_name, write_json, write_text
+from .files import (DISK_FULL_ERRNOS, DiskFullError, OutputLock, atomic_path, check_free_space, is_temp_name,
+                    write_json, write_text)
 
 WRITE_MODES = ("raw", "jpg", "proportion")
 DEFAULT_MAX_RESOLUTION = 256
@@ -43,8 +48,12 @@ DEFAULT_JPEG_QUALITY = 90
 DEFAULT_COMPRESS_PROBABILITY = 0.5
 DEFAULT_MIN_SIDE = 8  # every crop decoder gets >= 7 pixels (FFCV's centre crop takes 224/256 of the shorter side)
 MIN_PAGE_SIZE = 1 << 23  # FFCV's default page (8 MiB); grown when one raw image would not fit
+NARROW_LEVELS = 64  # a high-depth image spanning fewer 8-bit grey levels than this at its bit depth is stretched
+FLAT_STD = 1.0  # pixel standard deviation (8-bit grey levels) under which a stored image is noted as near-constant
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 REPORTS = ("skipped.jsonl", "converted.jsonl")
+ESTIMATE_BYTES_PER_ROW = 64  # FFCV row metadata (image mode/size/pointer, label) plus its allocation-table entry
+ESTIMATE_SLACK_BYTES = 1 << 20  # indices, sidecars, classes.txt and the reports beside the betons
 
 
 @dataclass
@@ -104,6 +113,9 @@ def check_image(path: str):
             im.load()
             if im.mode in HIGH_DEPTH_MODES:
                 notes.append(to_8bit(np.asarray(im), im.mode)[1])
+            flat = flat_note(np.asarray(to_rgb(im)))
+            if flat:
+                notes.append(flat)
     except Exception as e:  # PIL raises many types for bad files; each becomes a reported skip, not a crash
         return 0, 0, nbytes, f"cannot decode: {type(e).__name__}: {e}", []
     return width, height, nbytes, "", notes
@@ -131,12 +143,27 @@ def image_notes(im, path: str) -> list:
 
 
 def to_8bit(values: np.ndarray, mode: str):
-    """(uint8 array, how) for a 16-bit, 32-bit integer or float grey image: 16-bit ranges as value / 257, floats in
-    [0, 1] as value x 255, values already in 0..255 as they are, anything else stretched from its min..max."""
+    """(uint8 array, how) for a 16-bit, 32-bit integer or float grey image.
+
+    The rule: integer values in 0..65535 (modes I;16*, or I holding such values) are scaled by their nominal bit
+    depth, 12 bits (x 255/4095) when the largest value is at most 4095 (12-bit camera and scanner TIFFs), else 16
+    bits (x 255/65535); when that would leave the image's own range under NARROW_LEVELS grey levels (a narrow-range
+    image, e.g. values 291..694), its min..max is stretched to 0..255 instead. Floats in [0, 1]: value x 255. Mode I
+    values already in 0..255: as they are. Anything else (negative or larger values, other floats): stretched from
+    its min..max. Each `how` says which rule applied, for converted.jsonl.
+    """
     values = np.nan_to_num(np.asarray(values, dtype=np.float64))
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-    if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
-        scaled, how = values / 257.0, f"{mode} scaled to 8 bits (value / 257)"
+    if mode == "I" and low >= 0 and high <= 255:
+        scaled, how = values, f"{mode} stored as 8 bits (values already in 0..255)"
+    elif mode.startswith("I") and low >= 0 and high <= 65535:
+        bits = 12 if high <= 4095 else 16
+        full = float((1 << bits) - 1)
+        if (high - low) * 255.0 / full >= NARROW_LEVELS or high == low:
+            scaled, how = values * (255.0 / full), f"{mode} scaled to 8 bits as {bits}-bit (value x 255/{full:g})"
+        else:
+            scaled, how = (values - low) * (255.0 / (high - low)), \
+                f"{mode} stretched from {low:g}..{high:g} to 0..255 (narrow range for {bits} bits)"
     elif mode == "F" and low >= 0 and high <= 1:
         scaled, how = values * 255.0, "F scaled to 8 bits (value x 255)"
     elif low >= 0 and high <= 255:
@@ -145,6 +172,16 @@ def to_8bit(values: np.ndarray, mode: str):
         span = high - low or 1.0
         scaled, how = (values - low) * (255.0 / span), f"{mode} stretched from {low:g}..{high:g} to 0..255"
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), how
+
+
+def flat_note(rgb: np.ndarray) -> str:
+    """A converted.jsonl note when an image is nearly one flat colour once converted to 8-bit RGB (standard
+    deviation under FLAT_STD grey levels): blank scans, or a conversion that lost the picture. '' otherwise."""
+    std = float(np.asarray(rgb, dtype=np.float32).std()) if np.size(rgb) else 0.0
+    if std >= FLAT_STD:
+        return ""
+    return (f"near-constant after conversion to 8-bit RGB (pixel std {std:.2f} grey levels, under {FLAT_STD:g}): "
+            "stored almost blank; check the file")
 
 
 def to_rgb(im):
@@ -256,12 +293,43 @@ def stored_size(width, height, max_side, square=0):
     return int(max(sizes)) if sizes else 0
 
 
+def estimate_beton_bytes(index, settings: CompileSettings) -> int:
+    """The size a split's beton will have, from its index (an estimate: the check before writing).
+
+    Image bytes per row: raw = stored width x height x 3; jpg = stored pixels x the source file's bytes per pixel
+    (nbytes / (width x height), at most 3: a JPEG source re-encoded at a similar quality keeps its ratio);
+    proportion = compress_probability x jpg + (1 - compress_probability) x raw. FFCV writes whole pages (8 MiB or
+    more, page_size_for): the header and row metadata fill the first page(s), then ceil(image bytes / page) pages
+    plus one more partly filled last page per writer process beyond the first, then the allocation table
+    (ESTIMATE_BYTES_PER_ROW per row covers metadata and table)."""
+    width, height = index.width.astype(np.float64), index.height.astype(np.float64)
+    stored = np.asarray([stored_shape(int(w), int(h), settings.max_resolution, settings.square)
+                         for w, h in zip(index.width, index.height)], dtype=np.float64).reshape(-1, 2)
+    stored_pixels = stored[:, 0] * stored[:, 1]
+    raw = stored_pixels * 3
+    source_ratio = np.minimum(index.nbytes / np.maximum(width * height, 1), 3.0)
+    jpg = stored_pixels * source_ratio
+    p = {"raw": 0.0, "jpg": 1.0, "proportion": settings.compress_probability}[settings.write_mode]
+    image_bytes = float(np.sum(p * jpg + (1 - p) * raw))
+    page = page_size_for(int(raw.max()) if len(raw) else 0)
+    rows = len(index)
+    header_pages = -(-(rows * ESTIMATE_BYTES_PER_ROW + 4096) // page)
+    data_pages = -(-int(image_bytes) // page) + max(0, min(settings.num_workers, rows) - 1)
+    return int(page * (header_pages + data_pages) + rows * ESTIMATE_BYTES_PER_ROW)
+
+
+def estimate_compile_bytes(indices: dict, settings: CompileSettings) -> int:
+    """Every beton of a compile plus the indices and reports beside them (ESTIMATE_SLACK_BYTES)."""
+    return sum(estimate_beton_bytes(index, settings) for index in indices.values()) + ESTIMATE_SLACK_BYTES
+
+
 def write_split(index, out: Path, split: str, settings: CompileSettings) -> str:
     """The split's beton (rows in index order), its index and its sidecar; returns the index fingerprint."""
     dataset = ImageFiles(index.root, index.path, index.class_id, settings.max_resolution, settings.square)
     page = page_size_for(stored_size(index.width, index.height, settings.max_resolution, settings.square))
     beton = out / f"{split}.beton"
-    write_beton(dataset, image_fields(settings), beton, settings.num_workers, page, f"write {split}")
+    write_beton(dataset, image_fields(settings), beton, settings.num_workers, page, f"write {split}",
+                expected_bytes=estimate_beton_bytes(index, settings))
     digest = index_mod.save_index(index, out / f"{split}_index.npz")
     write_json(out / f"{split}.beton.json", dict(beton_description(split, len(index), settings), fingerprint=digest,
                                                  **describe_file(beton)))
@@ -318,21 +386,33 @@ def writer_worker(slot, current, errors, parent_pid, input_queue, metadata_sm, m
     from ffcv.writer import handle_sample
     die_with_parent(parent_pid)
     metadata = np.frombuffer(metadata_sm.buf, dtype=metadata_type)
-    with allocator:
-        for chunk in iter(input_queue.get, None):
-            for dest_ix, source_ix in chunk:
-                current[slot] = source_ix
-                try:
-                    handle_sample(dataset[source_ix], dest_ix, metadata_type.names, metadata, allocator, fields)
-                except BaseException as e:  # reported to the parent, which fails the compile naming the file
-                    errors.put((int(source_ix), f"{type(e).__name__}: {e}"))
-                    errors.close()
-                    errors.join_thread()
-                    os._exit(1)
-            with done_number.get_lock():
-                done_number.value += len(chunk)
+    try:
+        with allocator:  # leaving it flushes the last page: a full disk can fail there, after the last row
+            for chunk in iter(input_queue.get, None):
+                for dest_ix, source_ix in chunk:
+                    current[slot] = source_ix
+                    try:
+                        handle_sample(dataset[source_ix], dest_ix, metadata_type.names, metadata, allocator, fields)
+                    except OSError as e:
+                        if e.errno in DISK_FULL_ERRNOS:
+                            raise  # the output's fault, not the image's
+                        report_worker_error(errors, source_ix, e)
+                    except BaseException as e:  # reported to the parent, which fails the compile naming the file
+                        report_worker_error(errors, source_ix, e)
+                with done_number.get_lock():
+                    done_number.value += len(chunk)
+    except OSError as e:  # writing a page: a full disk (or another write error) names the output, not an image
+        report_worker_error(errors, -1, e)
     current[slot] = -1
     allocations_queue.put(allocator.allocations)
+
+
+def report_worker_error(errors, row, error) -> None:
+    """In a writer process: hand (row or -1, message, errno) to the parent and exit at once (no traceback)."""
+    errors.put((int(row), f"{type(error).__name__}: {error}", getattr(error, "errno", None)))
+    errors.close()
+    errors.join_thread()
+    os._exit(1)
 
 
 def watched_writer_class():
@@ -397,16 +477,15 @@ def run_watched(writer, num_samples, queue_content, dataset) -> None:
 def wait_for_rows(workers, done, total: int, current, errors, dataset, desc: str) -> None:
     """Follow the workers' row count with a progress bar (images/s), checking every 50 ms that none has died."""
     from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, unit="img", smoothing=0.1)
     previous = 0
-    while previous != total:
-        check_workers(workers, current, errors, dataset)
-        value = done.value
-        if value > previous:
-            bar.update(value - previous)
-            previous = value
-        time.sleep(0.05)
-    bar.close()
+    with tqdm(total=total, desc=desc, unit="img", smoothing=0.1) as bar:  # closed (line ended) before any error
+        while previous != total:
+            check_workers(workers, current, errors, dataset)
+            value = done.value
+            if value > previous:
+                bar.update(value - previous)
+                previous = value
+            time.sleep(0.05)
 
 
 def get_watched(queue, workers, current, errors, dataset):
@@ -425,20 +504,26 @@ def check_workers(workers, current, errors, dataset) -> None:
     for slot, p in enumerate(workers):
         if p.exitcode is None or p.exitcode == 0:
             continue
-        row, message = int(current[slot]), ""
+        row, message, error_number = int(current[slot]), "", None
         try:
-            row, message = errors.get(timeout=1.0)
+            row, message, error_number = errors.get(timeout=1.0)
         except queue_mod.Empty:
             pass
+        if error_number in DISK_FULL_ERRNOS:  # write_beton's atomic_path turns it into one DiskFullError
+            raise OSError(error_number, os.strerror(error_number))
+        if row < 0 and message:
+            raise FastloadError(f"a beton writer process failed writing its output: {message}")
         how = (f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit status {p.exitcode}")
         where = dataset.describe(row) if row >= 0 else "an unknown row"
         raise FastloadError(f"a beton writer process ({how}) failed on {where}"
                             f"{': ' + message if message else ''}; remove or replace that file and rerun")
 
 
-def write_beton(dataset, fields: dict, out_path: Path, num_workers: int, page_size: int, desc: str) -> None:
-    """Write `dataset` (with a `describe(row)` naming each row's source) as an FFCV beton, atomically."""
-    with atomic_path(out_path) as tmp:
+def write_beton(dataset, fields: dict, out_path: Path, num_workers: int, page_size: int, desc: str,
+                expected_bytes: int = None) -> None:
+    """Write `dataset` (with a `describe(row)` naming each row's source) as an FFCV beton, atomically. A full disk
+    is one DiskFullError naming `out_path` and `expected_bytes` (the estimated size, when given)."""
+    with atomic_path(out_path, expected_bytes=expected_bytes) as tmp:
         writer = watched_writer_class()(str(tmp), fields, page_size=page_size, num_workers=num_workers)
         writer.progress_label = desc
         writer.from_indexed_dataset(dataset, chunksize=max(1, min(100, len(dataset) // (4 * num_workers))))
@@ -599,7 +684,12 @@ def compile_imagenet(root, out, settings: CompileSettings, splits=("train", "val
         stage = out.parent / f".{out.name}.compile-stage-{os.getpid()}"
         try:
             with OutputLock(stage, "fastload compile"):
-                summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
+                try:
+                    summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
+                except DiskFullError as e:  # name the file as it would have appeared in OUT, not in the stage
+                    if e.path.parent != stage:
+                        raise
+                    raise DiskFullError(out / e.path.name, needed=e.needed, free=e.free) from None
                 summary["wnid_class_names"] = wnid_names
                 write_json(stage / "compile.json", summary)
                 swap_in(stage, out, splits)
@@ -614,6 +704,9 @@ def compile_into(folder: Path, root: Path, classes, settings, splits, devkit_cla
     indices, skipped, converted = {}, [], []
     for split in splits:
         indices[split] = check_split(root, split, classes, settings, devkit_class_order, skipped, converted)
+    # the previous OUT stays until the swap, so the whole new compile must fit beside it
+    check_free_space(folder, estimate_compile_bytes(indices, settings),
+                     folder.parent / folder.name.split(".compile-stage-")[0].lstrip("."))
     write_report(folder / "skipped.jsonl", skipped)
     write_report(folder / "converted.jsonl", converted)
     lost = [row for row in skipped if row["image"]]
@@ -625,6 +718,9 @@ def compile_into(folder: Path, root: Path, classes, settings, splits, devkit_cla
     return {"root": str(root), "splits": {s: len(indices[s]) for s in splits}, "num_classes": len(classes),
             "image_size": [settings.square] * 2 if settings.square else None, "fingerprint": fingerprints,
             "skipped": len(skipped), "skipped_images": len(lost), "converted": len(converted),
+            "skipped_reasons": count_reasons(skipped),
+            "near_constant": sum(any(n.startswith("near-constant") for n in row["notes"]) for row in converted),
+            "estimated_bytes": estimate_compile_bytes(indices, settings),
             "settings": asdict(settings), "seconds": round(time.time() - started, 1)}
 
 
@@ -650,6 +746,17 @@ def check_split(root, split, classes, settings, devkit_class_order, skipped, con
                                   nbytes[keep], classes)
     check_no_empty_class(index, classes, split, root, class_ids)
     return index
+
+
+def count_reasons(skipped) -> dict:
+    """{reason kind: count} of skipped.jsonl rows, most frequent first; a reason's kind is its text before ':' or
+    ' (' (so 'cannot decode: OSError: ...' rows count together, and 'not an image file name (suffix .txt)' with
+    '(suffix none)')."""
+    counts = {}
+    for row in skipped:
+        kind = str(row["reason"]).split(":", 1)[0].split(" (", 1)[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def size_problem(width: int, height: int, settings: CompileSettings) -> str:

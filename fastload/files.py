@@ -5,13 +5,23 @@ it): the data goes to a temporary file in the same folder, named `.tmp-<pid>-<na
 (numpy, matplotlib and FFCV pick the format from it), and is renamed over the final name only once it is
 complete. A crash leaves the previous file, or none, never a torn one.
 
+A full disk (ENOSPC, or EDQUOT past a quota) while writing is one `DiskFullError` naming the final path, the
+bytes free there and the bytes needed: the temporary file is removed, the previous file kept, and the message
+is printed on one line by the command line (exit status 1). `check_free_space` refuses a long job before it
+starts when an estimate of its output does not fit.
+
+`check_plain_name` is the one check for a name read from a file (a manifest list, a plan) that becomes a file
+or folder name: one path component, so no entry can write outside the folder it belongs in.
+
 `OutputLock` is an exclusive lock on an output folder (compile, pretrain, reproduce): a second writer is refused
 with one line naming the holder's host and pid. The lock is a `flock` on `.fastload.lock` inside the folder, so
 it is released by the kernel when its holder dies, even by SIGKILL: a stale lock file never blocks anyone.
 """
+import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -21,6 +31,95 @@ from pathlib import Path
 from .errors import FastloadError
 
 LOCK_NAME = ".fastload.lock"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# torch.save reports a full disk as a RuntimeError without an errno ("basic_ios::clear: iostream error", then
+# "unexpected pos ..."): a RuntimeError while writing is taken for a full disk when the file system has less left
+NEARLY_FULL_BYTES = 1 << 20
+
+
+class DiskFullError(FastloadError):
+    """No space left where `path` is written: names the path, the bytes free there and the bytes needed."""
+
+    def __init__(self, path, needed: int = None, free: int = None, at_least: bool = False):
+        self.path, self.needed = Path(path), needed
+        self.free = free_bytes(self.path) if free is None else free
+        if needed is None:
+            need = "more space"
+        else:
+            need = f"{'at least ' if at_least else ''}{format_bytes(needed)} ({needed} bytes)"
+        super().__init__(f"no space left on the device to write {self.path}: {format_bytes(self.free)} free there, "
+                         f"{need} needed; free space or choose another output folder and rerun (finished files "
+                         "are kept and the previous output is intact)")
+
+
+def format_bytes(n) -> str:
+    """1536 -> '1.5 KiB' (binary units, one decimal)."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def free_bytes(path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding `path` (or its nearest existing
+    parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def is_disk_full(error: BaseException, path=None) -> bool:
+    """True for ENOSPC/EDQUOT, and for a RuntimeError (torch.save's write errors carry no errno) raised while
+    writing `path` on a file system that has under NEARLY_FULL_BYTES left."""
+    if isinstance(error, DiskFullError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in DISK_FULL_ERRNOS
+    return isinstance(error, RuntimeError) and path is not None and free_bytes(path) < NEARLY_FULL_BYTES
+
+
+def reserve_space(path, nbytes: int) -> None:
+    """Allocate the first `nbytes` of the existing file `path` on disk now (posix_fallocate). A file written
+    through a memory map (np.lib.format.open_memmap) is sparse: a full disk would kill the writer with SIGBUS at
+    the page it cannot store, with no message; reserved, it fails here, as one DiskFullError."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as e:
+        if e.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise DiskFullError(path, needed=nbytes) from None
+    finally:
+        os.close(fd)
+
+
+def check_free_space(folder, needed: int, what: str) -> None:
+    """DiskFullError before a job starts when `needed` bytes (its estimated output) exceed the free space in
+    `folder`. `what` names the output for the message."""
+    free = free_bytes(folder)
+    if needed > free:
+        raise DiskFullError(what, needed=needed, free=free)
+
+
+def check_plain_name(name, what: str, where: str = "") -> str:
+    """`name` as a str when it is a plain file or folder name: one path component, not empty, no '/' or '\\', not
+    '.' or '..', not starting with '.' (hidden, and the temporary files' prefix), no NUL or line break. Else a
+    FastloadError naming `what` (e.g. "manifest name") and `where` (the file it was read from)."""
+    text = name if isinstance(name, str) else None
+    problem = ("must be a string" if text is None else "is empty" if not text
+               else "contains a path separator" if "/" in text or "\\" in text
+               else "starts with '.'" if text.startswith(".")
+               else "contains a control character" if any(ord(c) < 32 for c in text) else "")
+    if problem:
+        prefix = f"{where}: " if where else ""
+        raise FastloadError(f"{prefix}{what} {name!r} {problem}: names become file names, so they must be one plain "
+                            "path component (no '/', not '..', not starting with '.')")
+    return text
 
 
 def temp_path(path) -> Path:
@@ -34,20 +133,39 @@ def is_temp_name(name: str) -> bool:
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, expected_bytes: int = None):
     """Yield a temporary path to write `path` through; renamed over `path` when the block ends without error.
 
-    On an error the temporary file is removed and the previous `path`, if any, is left as it was.
-    Parent folders are created. Works for any writer that takes a file name (torch.save, np.savez,
-    savefig, FFCV's DatasetWriter).
+    On an error the temporary file is removed and the previous `path`, if any, is left as it was; a full disk
+    becomes one DiskFullError naming `path` and the bytes needed (`expected_bytes` when the caller knows them, else
+    at least what had been written). Parent folders are created. Works for any writer that takes a file name
+    (torch.save, np.savez, savefig, FFCV's DatasetWriter).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFullError(path, needed=expected_bytes) from None
+        raise
     tmp = temp_path(path)
     try:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
+    except BaseException as e:
+        if isinstance(e, DiskFullError) and e.path == tmp:  # reserve_space on the temporary file: name the real one
+            raise DiskFullError(path, needed=e.needed, free=e.free) from None
+        if not is_disk_full(e, tmp) or isinstance(e, DiskFullError):
+            raise
+        written = tmp.stat().st_size if tmp.exists() else 0
+        if tmp.exists():
+            tmp.unlink()
+        if expected_bytes:
+            raise DiskFullError(path, needed=expected_bytes) from None
+        # unknown size: at least what got written, and about the size of the file it would replace
+        previous = path.stat().st_size if path.is_file() else 0
+        raise DiskFullError(path, needed=max(written + 1, previous), at_least=True) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -82,6 +200,35 @@ def write_text(path, text: str) -> Path:
 def write_json(path, obj, indent: int = 2, default=None) -> Path:
     """Write `obj` as JSON (one trailing newline) to `path` atomically; returns the path."""
     return write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+def read_yaml(path, what: str):
+    """The document of a YAML file read by the safe loader (no Python tags: nothing in the file is executed), as
+    UTF-8 whatever the locale. Unreadable, not UTF-8 or not valid YAML: one FastloadError line naming the file,
+    `what` it is and the line and column."""
+    import yaml
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FastloadError(f"{what} {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise FastloadError(f"{what} {path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise FastloadError(f"{what} {path}: not valid YAML{yaml_error_where(e)}: {yaml_error_text(e)}") from None
+
+
+def yaml_error_where(error) -> str:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def yaml_error_text(error) -> str:
+    """A YAML error's problem on one line ('could not determine a constructor for the tag ...', without the
+    multi-line source excerpt PyYAML appends)."""
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    text = "; ".join(str(p) for p in parts if p) or str(error).splitlines()[0]
+    return " ".join(text.split())
 
 
 class OutputLock:

@@ -62,17 +62,20 @@ class LabelSet:
     @classmethod
     def from_tsv(cls, path, name=None):
         path = Path(path)
-        wnids, labels = [], []
+        wnids, labels, seen = [], [], {}
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")  # class names may be non-ASCII, whatever the locale
         except (OSError, UnicodeDecodeError) as e:
             raise FastloadError(f"cannot read label-set file {path}: {e}") from None
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split("\t")
-            if len(parts) != 2:
+            if len(parts) != 2 or not parts[0].strip():
                 raise FastloadError(f"{path}:{n}: expected 'class_wnid<TAB>label_wnid', got {line!r}")
+            if parts[0] in seen:
+                raise FastloadError(f"{path}:{n}: class {parts[0]!r} is listed twice (line {seen[parts[0]]})")
+            seen[parts[0]] = n
             wnids.append(parts[0])
             labels.append(parts[1] or None)
         return cls(name or path.stem, wnids, labels, description=f"from {path}")

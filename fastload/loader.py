@@ -285,7 +285,10 @@ def label_pipeline(label_lookup, device: torch.device) -> list:
 
 
 def check_rows(beton_path, indices, label_lookup) -> np.ndarray:
-    """The requested rows as uint64, after checking they exist and none maps to an excluded (-1) label."""
+    """The requested rows as uint64, after checking the beton is whole (compile.check_beton: header, size and table
+    checksums, as the command line does) and that the rows exist and none maps to an excluded (-1) label."""
+    from .compile import check_beton
+    check_beton(beton_path)
     reader = Reader(str(beton_path))
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:

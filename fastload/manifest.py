@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from .errors import FastloadError, UsageError
-from .files import atomic_path, write_text
+from .files import atomic_path, check_plain_name, read_yaml, write_text
 from .index import load_fingerprint, load_index_classes
 from .labelsets import FAMILIES, IMAGENET_CLASSES, class_labels, resolve_label_set  # noqa: F401 (re-exported)
 
@@ -39,6 +39,8 @@ UNITS = ("class", "label")
 PLURAL = {"class": "classes", "label": "labels"}
 IMAGENET_MAX_PER_CLASS = 1300  # manifest-list counts are in ImageNet-1k terms, where a class has at most 1300 train images
 PAPER_MANIFESTS = "paper_manifests.yaml"
+MAX_COUNT = 2**31 - 1  # per_class, classes, budget: row and class ids are int32/int64 arrays; far above any dataset
+MAX_SEED = 2**32 - 1  # numpy's legacy and torch's manual seeds both take it
 
 
 # ---- what to select --------------------------------------------------------------------------------------------
@@ -58,8 +60,8 @@ class Selection:
         for name in ("per_class", "classes", "budget"):
             value = getattr(self, name)
             if value is not None:
-                if not _is_int(value) or value <= 0:
-                    raise UsageError(f"{name} must be a positive integer or unset, got {value!r}")
+                if not _is_int(value) or not 0 < value <= MAX_COUNT:
+                    raise UsageError(f"{name} must be a positive integer up to {MAX_COUNT} or unset, got {value!r}")
                 object.__setattr__(self, name, int(value))  # plain ints: the recipe is saved as JSON
         if not isinstance(self.label_set, str) or not self.label_set:
             raise UsageError(f"label_set must be a label set name, got {self.label_set!r}")
@@ -70,8 +72,8 @@ class Selection:
                              "decides the images per unit itself")
         if self.unit not in UNITS:
             raise UsageError(f"unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise UsageError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
 
 
@@ -443,12 +445,8 @@ def manifest_list_path(name_or_path) -> Path:
 
 def load_manifest_list(name_or_path) -> list:
     """[ManifestListEntry] of a manifest list: `seed` (default for all) and a `manifests` list. The one reader."""
-    import yaml
     path = manifest_list_path(name_or_path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise FastloadError(f"{path}: not valid YAML: {e}") from None
+    doc = read_yaml(path, "manifest list")
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         raise FastloadError(f"{path}: expected a mapping with a 'manifests' list")
     unknown = set(doc) - {"seed", "manifests"}
@@ -460,6 +458,7 @@ def load_manifest_list(name_or_path) -> list:
         if bad or "name" not in entry:
             raise FastloadError(f"{path}: manifest #{n}: unknown keys {sorted(bad)} or no name; "
                                 f"allowed: {sorted(LIST_KEYS)}")
+        check_plain_name(entry["name"], "manifest name", str(path))  # it becomes OUT/<name>.npz
         if entry["name"] in names:
             raise FastloadError(f"{path}: manifest name '{entry['name']}' appears twice")
         names.add(entry["name"])
@@ -490,8 +489,14 @@ def build_manifest_list(index, manifests, out, only=None, scale: bool = True, lo
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastloadError(f"{out} is a file: --out must be a folder for a manifest list")
-    built = []
+    built, kept = [], 0
     for entry in entries:
+        target = out / f"{entry.name}.npz"
+        manifest = finished_manifest(target, entry, manifests, builder.fingerprint, class_scale, image_scale)
+        if manifest is not None:  # a rerun (after a full disk, say) keeps what an earlier run finished
+            built.append((entry, manifest))
+            kept += 1
+            continue
         try:
             manifest = builder.build(scale_selection(entry.selection, class_scale, image_scale))
         except FastloadError as e:
@@ -499,11 +504,30 @@ def build_manifest_list(index, manifests, out, only=None, scale: bool = True, lo
         manifest.recipe.update(manifest_list=str(manifests), list_name=entry.name,
                                list_selection=asdict(entry.selection), class_scale=class_scale,
                                image_scale=image_scale)
-        manifest.save(out / f"{entry.name}.npz")
+        manifest.save(target)
         built.append((entry, manifest))
+    if kept:
+        log(f"kept {kept} manifest(s) an earlier run had written from the same list entry and index")
     if not only:  # a partial build (one step of `fastload reproduce`) leaves the whole list's summary alone
         write_text(out / "manifests.tsv", "".join(line + "\n" for line in summary_lines(built)))
     return built
+
+
+def finished_manifest(path: Path, entry, manifests, fingerprint: str, class_scale: float, image_scale: float):
+    """The manifest at `path` when an earlier build wrote it from the same list entry (selection), list, index
+    fingerprint and scales; else None (missing or unreadable files are rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        manifest = load_manifest(path)
+    except FastloadError:
+        return None
+    r = manifest.recipe
+    same = (r.get("list_selection") == json.loads(json.dumps(asdict(entry.selection)))
+            and r.get("manifest_list") == str(manifests) and r.get("list_name") == entry.name
+            and manifest.fingerprint == fingerprint and r.get("class_scale") == class_scale
+            and r.get("image_scale") == image_scale)
+    return manifest if same else None
 
 
 def builder_for_index(index) -> "ManifestBuilder":

@@ -34,15 +34,14 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from .errors import FastloadError, UsageError
-from .files import write_json
-from .manifest import load_manifest_list
+from .files import check_plain_name, read_yaml, write_json
+from .manifest import MAX_SEED, Selection, load_manifest_list
 from .models.archs import ALEXNETS
 from .resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 BUILTIN_PLANS = {"paper": "paper_plan.yaml", "demo": "demo_plan.yaml"}
+MAX_GPUS = 4096  # GPUs per step: a bound that catches a typo'd count before a scheduler sees it
 STEPS_FILE = "steps.json"
 TOP_KEYS = {"name", "description", "manifests", "data", "compile", "defaults", "evaluations", "runs", "commands"}
 DEFAULT_KEYS = {"recipe", "gpus", "seeds", "pretrain_args", "manifest_seed"}
@@ -272,10 +271,7 @@ def resolve_plan_path(name_or_path: str) -> Path:
 def load_plan(name_or_path: str, arch: str = None) -> Plan:
     """The plan; with `arch` (a key of ARCH_VARIANTS) the same plan with that network (`with_arch`)."""
     path = resolve_plan_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise FastloadError(f"plan {path}: not valid YAML: {e}") from None
+    raw = read_yaml(path, "plan")
     return with_arch(parse_plan(raw, str(path)), arch)
 
 
@@ -369,8 +365,23 @@ def _check_args(path, where, value):
 
 
 def _check_gpus(path, where, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        _fail(path, where, f"gpus must be an integer >= 0, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_GPUS:
+        _fail(path, where, f"gpus must be an integer in 0..{MAX_GPUS}, got {value!r}")
+    return value
+
+
+def _check_name(path, where, name, what):
+    """A name that becomes a folder or file name under RESULTS (run id, evaluation, data key): one plain path
+    component (fastload.files.check_plain_name)."""
+    try:
+        return check_plain_name(name, what)
+    except FastloadError as e:
+        _fail(path, where, str(e))
+
+
+def _check_seed(path, where, value):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        _fail(path, where, f"a seed must be an integer in 0..{MAX_SEED}, got {value!r}")
     return value
 
 
@@ -384,6 +395,8 @@ def parse_plan(raw, path: str = "<plan>") -> Plan:
     defaults = _parse_defaults(path, raw.get("defaults") or {})
     if not isinstance(raw.get("evaluations") or {}, dict):
         _fail(path, "evaluations", "must map evaluation names to {kind, ...}")
+    for name in raw.get("evaluations") or {}:
+        _check_name(path, "evaluations", name, "evaluation name")
     evaluations = {name: _parse_evaluation(path, name, e, data, defaults)
                    for name, e in (raw.get("evaluations") or {}).items()}
     commands = _parse_commands(path, raw.get("commands") or {})
@@ -405,6 +418,7 @@ def _parse_data(path, data):
         _fail(path, "data", "must map data keys (imagenet, voc, sun, ...) to {synth: [args]}")
     out = {}
     for key, spec in data.items():
+        _check_name(path, "data", key, "data key")
         spec = spec or {}
         _check_keys(path, f"data.{key}", spec, {"synth"})
         out[key] = _check_args(path, f"data.{key}.synth", spec.get("synth") or [])
@@ -418,9 +432,11 @@ def _parse_defaults(path, d):
     seeds = d.get("seeds", Defaults().seeds)
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         _fail(path, "defaults.seeds", f"must be a non-empty list of integers, got {seeds!r}")
+    for seed in seeds:
+        _check_seed(path, "defaults.seeds", seed)
     return Defaults(recipe=str(d.get("recipe", "paper")), gpus=_check_gpus(path, "defaults.gpus", d.get("gpus", 1)),
                     seeds=seeds, pretrain_args=_check_args(path, "defaults.pretrain_args", d.get("pretrain_args", [])),
-                    manifest_seed=int(d.get("manifest_seed", 0)))
+                    manifest_seed=_check_seed(path, "defaults.manifest_seed", d.get("manifest_seed", 0)))
 
 
 def _parse_evaluation(path, name, e, data, defaults) -> Evaluation:
@@ -439,6 +455,9 @@ def _parse_evaluation(path, name, e, data, defaults) -> Evaluation:
     seeds = e.get("seeds", defaults.seeds if kind.seeded else [None])
     if not isinstance(seeds, list) or not seeds:
         _fail(path, f"{where}.seeds", f"must be a non-empty list, got {seeds!r}")
+    for seed in seeds:
+        if seed is not None:
+            _check_seed(path, f"{where}.seeds", seed)
     return Evaluation(name=name, kind=kind_name, label=str(e.get("label", name)), seeds=seeds,
                       gpus=_check_gpus(path, f"{where}.gpus", e.get("gpus", kind.gpus)),
                       args=_check_args(path, f"{where}.args", e.get("args", [])),
@@ -488,7 +507,12 @@ def _parse_manifest(path, where, manifest, labelsets):
                                              f"(known: {', '.join(sorted(labelsets))})")
         return manifest, str(labelsets[manifest])
     _check_keys(path, f"{where}.manifest", manifest or {}, MANIFEST_KEYS)
-    return dict(manifest or {}), str((manifest or {}).get("labelset", "full"))
+    spec = dict(manifest or {})
+    try:  # the counts and seed are checked now, not when the step runs
+        Selection(**{("label_set" if k == "labelset" else k): v for k, v in spec.items()})
+    except (UsageError, TypeError) as e:
+        _fail(path, f"{where}.manifest", str(e))
+    return spec, str(spec.get("labelset", "full"))
 
 
 def _check_tags(path, where, tags):
@@ -511,8 +535,9 @@ def _parse_runs(path, runs, evaluations, defaults, labelsets):
         where = f"runs[{i}]" + (f" ({r.get('id')})" if isinstance(r, dict) and r.get("id") else "")
         _check_keys(path, where, r, RUN_KEYS)
         rid = r.get("id")
-        if not isinstance(rid, str) or not rid or "/" in rid or rid in seen:
-            _fail(path, where, f"id must be a unique non-empty name without '/', got {rid!r}")
+        _check_name(path, where, rid, "run id")  # RESULTS/runs/<id> is its pre-training's --out
+        if rid in seen:
+            _fail(path, where, f"id must be a unique name, {rid!r} appears twice")
         seen.add(rid)
         manifest, labelset = _parse_manifest(path, where, r.get("manifest") or {}, labelsets)
         evals = r.get("evals") or []

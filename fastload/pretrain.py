@@ -60,6 +60,9 @@ RESUME_KEYS = ("recipe", "label_wnids", "optimizer", "scaler", "epoch", "step_in
 
 # ---------------------------------------------------------------- schedule
 
+CHECKPOINT_OVERHEAD_BYTES = 1 << 13  # torch.save's zip records, settings, history and RNG states beside the tensors
+
+
 def get_lr(cfg: dict, epoch: float) -> float:
     """Learning rate at fractional epoch `epoch`: optional linear warm-up, then step or linear decay."""
     lr, warm = cfg["lr"], cfg["warmup_epochs"]
@@ -222,9 +225,21 @@ def train_step(model, optimizer, scaler, images, labels, lr: float, amp_dtype=No
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save through a temporary file: a kill never leaves half a checkpoint."""
-    with atomic_path(path) as tmp:
+    """torch.save through a temporary file: a kill never leaves half a checkpoint, a full disk is one DiskFullError
+    naming the file and about its size (its tensors' bytes)."""
+    with atomic_path(path, expected_bytes=tensor_bytes(state) + CHECKPOINT_OVERHEAD_BYTES) as tmp:
         torch.save(state, tmp)
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in a nested dict/list/tuple (a checkpoint's size but for its pickled small values)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def checkpoint_state(run, epoch: int, step_in_epoch: int) -> dict:

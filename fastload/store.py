@@ -8,6 +8,7 @@ never lost or changed. Records are never rewritten: a step's state is its latest
 Every record holds: step, kind, status (started | done | failed | submitted | reset), run, evaluation, recipe, seed,
 metrics, code_version, host, started / finished (UTC ISO), wall_s, fingerprint, argv, log, launcher, job_id.
 """
+import errno
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import FastloadError
+from .files import DISK_FULL_ERRNOS, DiskFullError
 
 STORE_NAME = "results.jsonl"
 STATUSES = ("started", "done", "failed", "submitted", "reset")
@@ -62,8 +64,7 @@ class ResultsStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _ends_torn(fd):
                 os.write(fd, b"\n")  # a writer died mid-line: start ours on a line of its own
-            os.write(fd, line)
-            os.fsync(fd)
+            _write_whole_line(fd, line, self.path)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -100,6 +101,22 @@ class ResultsStore:
     def is_done(self, step, done=None) -> bool:
         rec = (self.done() if done is None else done).get(step.id)
         return rec is not None and rec.get("fingerprint") == step.fingerprint()
+
+
+def _write_whole_line(fd, line: bytes, path) -> None:
+    """Append `line` and fsync; on a full disk the file is cut back to where it was (no torn line left behind)
+    and one DiskFullError names the store and the bytes needed."""
+    size = os.fstat(fd).st_size
+    try:
+        written = os.write(fd, line)
+        if written != len(line):  # a short write: the file system ran out of room mid-line
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in DISK_FULL_ERRNOS:
+            raise
+        os.ftruncate(fd, size)
+        raise DiskFullError(path, needed=len(line)) from None
 
 
 def _ends_torn(fd) -> bool:

@@ -117,6 +117,22 @@ def test_cli_default_compile_and_strict(tmp_path, cli):
     assert proc.returncode == 2 and "'raw', 'jpg', 'proportion'" in proc.stderr
 
 
+def test_summary_counts_skipped_files_per_reason(tmp_path, cli):
+    """A loose image in a class-folder val/ is compiled around, and the summary line says so."""
+    make_tree(tmp_path / "root", per_class=2, val_per_class=1)
+    loose = tmp_path / "root" / "val" / "loose.JPEG"
+    loose.write_bytes((next((tmp_path / "root" / "val").rglob("*.JPEG"))).read_bytes())
+    proc = cli("compile", "imagenet", tmp_path / "root", tmp_path / "out", "--num-workers", "1", check=True)
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(summary) == 1, proc.stdout
+    assert "; 1 image beside the class folders of val/" in summary[0], summary
+    for part in ("; 2 cannot decode", "; 1 empty file", "; 1 not an image file name"):
+        assert part in summary[0], summary
+    compiled = json.loads((tmp_path / "out" / "compile.json").read_text())
+    assert compiled["skipped_reasons"]["image beside the class folders of val/"] == 1
+    assert sum(compiled["skipped_reasons"].values()) == compiled["skipped"] == 5
+
+
 def test_interrupted_compile_leaves_no_beton_and_rerun_works(tmp_path, monkeypatch):
     from ffcv.writer import DatasetWriter
     make_tree(tmp_path / "root", per_class=2, val_per_class=1, bad=False)

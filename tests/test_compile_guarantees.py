@@ -20,6 +20,7 @@ from fastload.errors import FastloadError
 from fastload.files import OutputLock
 from fastload.index import load_fingerprint, load_index
 from fastload.manifest import Selection, builder_for_index, check_source, load_manifest
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 from tiny_imagenet import WNIDS, picture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +72,7 @@ def deadline(seconds):
 # ---------------------------------------------------------------------------------------------- odd files
 
 ODD_NAMES = ["tab\tname.JPEG", "new\nline.JPEG"]
+NARROW_16BIT = {"twelve.png": (0, 4095), "dim.png": (0, 30), "narrow.png": (291, 694)}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,9 @@ def odd(tmp_path_factory):
     Image.fromarray(ramp).save(cls / "i16.png")  # uint16: mode I;16
     Image.fromarray(np.linspace(0, 1, 48 * 64).reshape(48, 64).astype(np.float32), "F").save(cls / "float.tif")
     Image.fromarray(np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32), "I").save(cls / "int32.tif")
+    for name, (low, high) in NARROW_16BIT.items():  # 12-bit and narrow-range 16-bit images
+        Image.fromarray(np.linspace(low, high, 48 * 64).reshape(48, 64).astype(np.uint16)).save(cls / name)
+    Image.fromarray(np.full((48, 64), 1000, np.uint16)).save(cls / "blank16.png")
     Image.new("RGBA", (40, 30), (10, 200, 30, 0)).save(cls / "alpha.png")
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -165,14 +170,27 @@ def test_high_depth_images_are_scaled_and_noted(odd):
     index = load_index(base / "out" / "train_index.npz")
     rows = {p.rsplit("/", 1)[-1]: i for i, p in enumerate(index.path.tolist())}
     ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64)
-    cases = {"i16.png": (ramp / 257, "I;16 scaled to 8 bits (value / 257)"),
+    def stored16(name):  # the uint16 values written to the file
+        low, high = NARROW_16BIT[name]
+        return np.linspace(low, high, 48 * 64).reshape(48, 64).astype(np.uint16).astype(float)
+    cases = {"i16.png": (ramp / 257, "I;16 scaled to 8 bits as 16-bit (value x 255/65535)"),
              "float.tif": (np.linspace(0, 1, 48 * 64).reshape(48, 64) * 255, "F scaled to 8 bits (value x 255)"),
-             "int32.tif": (np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32) / 257,
-                           "I scaled to 8 bits (value / 257)")}
+             "int32.tif": (np.linspace(0, 4000, 48 * 64).reshape(48, 64).astype(np.int32) * 255 / 4095,
+                           "I scaled to 8 bits as 12-bit (value x 255/4095)"),
+             # a 12-bit image fills the 8-bit range (it was 0..16 at value / 257)
+             "twelve.png": (stored16("twelve.png") * 255 / 4095, "I;16 scaled to 8 bits as 12-bit (value x 255/4095)"),
+             # narrow ranges are stretched (they were stored as all 0, and as 1..3)
+             "dim.png": (stored16("dim.png") * 255 / 30,
+                         "I;16 stretched from 0..30 to 0..255 (narrow range for 12 bits)"),
+             "narrow.png": ((stored16("narrow.png") - 291) * 255 / (694 - 291),
+                            "I;16 stretched from 291..694 to 0..255 (narrow range for 12 bits)")}
     for name, (want, note) in cases.items():
         got = raw_pixels(base / "out" / "train.beton", rows[name])
         assert np.abs(got[..., 0].astype(float) - want).max() <= 1.0, name  # neither white nor black
         assert (got[..., 0] == got[..., 1]).all() and note in converted[name]["notes"], name
+        assert not any(n.startswith("near-constant") for n in converted[name]["notes"]), name
+    assert any(n.startswith("near-constant after conversion") for n in converted["blank16.png"]["notes"])
+    assert not any("near-constant" in " ".join(converted.get(n, {"notes": []})["notes"]) for n in ODD_NAMES)
     assert "alpha dropped" in " ".join(converted["alpha.png"]["notes"])
     assert "EXIF orientation 6 ignored" in " ".join(converted["rotated.JPEG"]["notes"])
     assert "animated: first of 2 frames stored" in converted["anim.JPEG"]["notes"]
@@ -387,3 +405,44 @@ def test_subset_plan_flag_is_a_deprecated_alias(two_compiles, tmp_path, capsys):
                      "--out", str(tmp_path / "m")]) == 0
     assert "--plan is deprecated, use --manifests" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "m")) == ["full.npz", "full_x50.npz"]
+
+
+# ---------------------------------------------------------------------------------------------- full disks
+
+def error_lines(text):
+    """The lines of captured stderr that are not progress bars."""
+    return [line for line in text.replace("\r", "\n").splitlines() if line.strip() and "img/s" not in line
+            and "it/s" not in line and not line.startswith(("check ", "write "))]
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_compile(tmp_path, small_disk, capfd, monkeypatch):
+    root = plain_tree(tmp_path / "root")
+    out = small_disk / "out"
+    args = ["compile", "imagenet", str(root), str(out), "--write-mode", "raw", "--num-workers", "1"]
+    assert cli_main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".fastload.lock"}
+    filler = fill(small_disk, 4 << 20)  # 4 MiB left: less than one 8 MiB FFCV page
+    capfd.readouterr()
+
+    # refused before writing, from the index's estimate
+    assert cli_main(args) == 1
+    lines = error_lines(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"fastload compile: error: no space left on the device to write "
+                                                   f"{out}: "), lines
+    assert "MiB free there" in lines[0] and "needed" in lines[0]
+
+    # the disk fills up while the writer processes write pages: the output is named, not an image
+    monkeypatch.setattr(fc, "check_free_space", lambda *args: None)
+    assert cli_main(args) == 1
+    lines = error_lines(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("fastload compile: error: no space left on the device to write "
+                                                   f"{out / 'train.beton'}: "), lines
+    assert ".JPEG" not in lines[0] and "needed" in lines[0], lines
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".fastload.lock"}
+    assert after == before  # byte-identical
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "out"]  # no stage or temp file left
+
+    filler.unlink()  # space freed: the rerun finishes
+    monkeypatch.undo()
+    assert cli_main(args) == 0
+    fc.verify_compile(out)

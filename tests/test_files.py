@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from fastload.errors import FastloadError
-from fastload.files import OutputLock, atomic_open, atomic_path, write_text
+from fastload.files import (DiskFullError, OutputLock, atomic_open, atomic_path, check_free_space, check_plain_name,
+                            write_json, write_text)
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
 
 def test_atomic_path_keeps_extension_and_renames(tmp_path):
@@ -55,3 +57,61 @@ def test_lock_refuses_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(FastloadError, match="not a folder"):
         OutputLock(tmp_path / "f").acquire()
+
+
+# ---------------------------------------------------------------------------------------------- full disks
+
+def test_a_full_disk_is_one_error_naming_the_path_and_the_bytes_needed(small_disk):
+    target = small_disk / "results" / "table.json"
+    write_json(target, {"old": 1})
+    filler = fill(small_disk, 0)
+    with pytest.raises(DiskFullError) as caught:
+        write_text(target, "x" * 200_000)
+    message = str(caught.value)
+    assert message.startswith(f"no space left on the device to write {target}: ") and "\n" not in message
+    assert "at least" in message and "needed" in message and caught.value.__cause__ is None
+    with pytest.raises(DiskFullError, match="arrays.npz"):
+        with atomic_path(small_disk / "arrays.npz") as tmp:
+            np.savez(tmp, a=np.zeros(100_000))
+    with pytest.raises(DiskFullError, match=r"64\.0 KiB \(65536 bytes\) needed"):  # a declared size is named
+        with atomic_path(small_disk / "sized.bin", expected_bytes=65536) as tmp:
+            tmp.write_bytes(b"y" * 300_000)
+    assert target.read_text() == '{\n  "old": 1\n}\n'  # the previous file is intact, no temp file is left
+    assert sorted(p.name for p in small_disk.rglob("*")) == ["filler", "results", "table.json"]
+    filler.unlink()
+    write_text(target, "new")
+    assert target.read_text() == "new"
+
+
+def test_a_feature_file_that_cannot_fit_is_refused_before_it_is_written(small_disk):
+    """A memory-mapped feature file is reserved on disk first: a full disk is one error, not a SIGBUS mid-way."""
+    from fastload.analysis.features import allocate
+    target = small_disk / "features.npy"
+    with pytest.raises(DiskFullError, match=f"to write {target}: .* free there, 97\\.7 MiB"):
+        with atomic_path(target) as tmp:
+            allocate(50_000, 1024, tmp, np.float16)
+    assert not list(small_disk.iterdir())
+    with atomic_path(target) as tmp:  # one that fits
+        allocate(100, 8, tmp, np.float16)[:] = 1
+    assert np.load(target).sum() == 800
+
+
+def test_check_free_space_refuses_before_writing(tmp_path):
+    check_free_space(tmp_path, 1, "small")
+    with pytest.raises(DiskFullError, match=f"to write {tmp_path / 'huge'}: .* free there, .*needed"):
+        check_free_space(tmp_path, 1 << 60, tmp_path / "huge")
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+@pytest.mark.parametrize("name", ["..", ".", "../escaped", "/abs/path", "a/b", "", ".hidden", "a\\b", "x\ny", None,
+                                  3])
+def test_names_that_would_leave_their_folder_are_refused(name):
+    with pytest.raises(FastloadError, match="names become file names") as caught:
+        check_plain_name(name, "manifest name", "list.yaml")
+    assert str(caught.value).startswith("list.yaml: manifest name ") and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["bottom_up_127", "run-1.a", "caf\u00e9_\u6f22\u5b57", "x@918"])
+def test_plain_names_pass(name):
+    assert check_plain_name(name, "run id") == name

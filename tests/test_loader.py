@@ -97,6 +97,23 @@ def test_loader_rejects_bad_requests(beton):
         make_loader(beton, [0], np.arange(4), 1, 16, train=False, crop="center")
 
 
+@pytest.mark.parametrize("damage", ["header", "tables", "missing", "empty", "zeroed"])
+def test_a_damaged_beton_is_one_error_from_the_library_entry(beton, tmp_path, damage):
+    """make_loader checks the beton as the command line does: no raw ValueError/IndexError/AssertionError."""
+    import json
+    from fastload.compile import describe_file
+    data = beton.read_bytes()
+    copy = tmp_path / "copy.beton"
+    cut = {"header": 100, "tables": len(data) - 10, "empty": 0}.get(damage, len(data))
+    if damage != "missing":
+        copy.write_bytes(b"\0" * len(data) if damage == "zeroed" else data[:cut])
+    if damage == "tables":  # a sidecar records the whole file: the cut copy differs from it
+        (tmp_path / "copy.beton.json").write_text(json.dumps(describe_file(beton)))
+    with pytest.raises(FastloadError, match="copy.beton") as caught:
+        make_loader(copy, [0, 1], np.arange(4), 2, 16, train=False)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_lookup_label_operation(jit):
     table = np.array([4, -1, 0, 7])

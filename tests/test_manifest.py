@@ -10,6 +10,7 @@ from fastload.labelsets import LabelSet
 from fastload.manifest import (ManifestBuilder, Selection, build_manifest, class_labels, list_scales,
                                load_manifest, load_manifest_list, resolve_label_set, scale_selection)
 from fastload.manifest_reference import select_reference
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
 NUM_CLASSES = 30
 
@@ -264,6 +265,41 @@ def test_manifest_list_rejects_unknown_keys_and_missing_files(tmp_path):
     assert not isinstance(e.value, UsageError)  # a missing input file is exit 1
 
 
+@pytest.mark.parametrize("entry, message", [
+    ("{name: !!python/object/apply:os.system [echo pwned]}", "not valid YAML at line 2, column 12: could not "
+                                                             "determine a constructor for the tag"),
+    ("{name: a, per_class: 99999999999999999999999}", "manifest 'a': per_class must be a positive integer up to "
+                                                      "2147483647 or unset, got 99999999999999999999999"),
+    ("{name: a, budget: -5}", "manifest 'a': budget must be a positive integer"),
+    ("{name: a, seed: 99999999999999999999999}", "manifest 'a': seed must be an integer in 0..4294967295"),
+    ("{name: a, colour: red}", "unknown keys \\['colour'\\]"),
+    ("{name: ../escaped_manifest}", "manifest name '../escaped_manifest' contains a path separator"),
+    ("{name: /tmp/abs}", "manifest name '/tmp/abs' contains a path separator"),
+    ("{name: ..}", "manifest name '..' starts with '.'"),
+    ("{name: ''}", "manifest name '' is empty"),
+    ("{name: [a, b]}", "manifest name \\['a', 'b'\\] must be a string"),
+])
+def test_hostile_manifest_lists_are_one_line_errors(tmp_path, entry, message, capfd):
+    path = tmp_path / "list.yaml"
+    path.write_text(f"manifests:\n  - {entry}\n")
+    with pytest.raises(FastloadError, match=message) as caught:
+        load_manifest_list(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+    assert "pwned" not in capfd.readouterr().out
+
+
+def test_non_ascii_manifest_names_and_label_set_files(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_bytes("manifests:\n  - {name: caf\u00e9_\u6f22, per_class: 2}\n".encode())
+    assert load_manifest_list(path)[0].name == "caf\u00e9_\u6f22"
+    tsv = tmp_path / "set.tsv"
+    tsv.write_bytes("c\u00e9\tL\u6f22\nd\t\n".encode())
+    assert LabelSet.from_tsv(tsv).class_to_label == ["L\u6f22", None]
+    tsv.write_bytes(b"c\tL\nc\tM\n")
+    with pytest.raises(FastloadError, match="set.tsv:2: class 'c' is listed twice"):
+        LabelSet.from_tsv(tsv)
+
+
 def test_plan_scaling():
     assert list_scales(np.full(1000, 1300)) == (1.0, 1.0)
     cs, im = list_scales(np.array([100] * 40))
@@ -319,3 +355,24 @@ def test_bench_synthetic_index_is_imagenet_shaped():
     from fastload.benchmarks.manifest import synthetic_class_ids
     counts = np.bincount(synthetic_class_ids(0))
     assert len(counts) == 1000 and counts.sum() == 1_281_167 and counts.min() == 732 and counts.max() == 1300
+
+
+def test_cli_subset_on_a_full_disk_keeps_finished_manifests(cli, tmp_path, small_disk, small_wnids):
+    """A manifest list built into a full disk: one line naming the manifest that did not fit, exit 1, no torn file;
+    after freeing space the rerun keeps the manifests already written and writes the rest."""
+    write_index(tmp_path / "train_index.npz", small_wnids, 26)
+    out = small_disk / "m"
+    filler = fill(small_disk, 48 << 10)
+    r = cli("subset", "--index", tmp_path / "train_index.npz", "--manifests", "paper", "--out", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"fastload subset: error: no space left on the device to write {out}/"), lines
+    assert ".npz: " in lines[0] and "needed" in lines[0]
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert first and not any(name.startswith(".tmp-") for name in first)
+    assert all(load_manifest(out / name).num_images > 0 for name in first)
+    filler.unlink()
+    r = cli("subset", "--index", tmp_path / "train_index.npz", "--manifests", "paper", "--out", out, check=True)
+    assert f"kept {len(first)} manifest(s)" in r.stdout
+    assert all((out / name).stat().st_mtime_ns == t for name, t in first.items())  # not rewritten
+    assert len(list(out.glob("*.npz"))) == len(load_manifest_list("paper"))

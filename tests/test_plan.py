@@ -178,7 +178,7 @@ runs:
     (("evals: [e]}", "evals: [e], tags: {fig1: many}}"), r"tags\.fig1: must be a number"),
     (('evaluations:\n  e: {kind: shell, command: [echo, "{out}"]}', "evaluations: [e]"),
      r"evaluations: must map evaluation names"),
-    (("evals: [e]}", "evals: [e], gpus: -1}"), r"gpus must be an integer >= 0, got -1"),
+    (("evals: [e]}", "evals: [e], gpus: -1}"), r"gpus must be an integer in 0\.\.4096, got -1"),
     (("data: {imagenet: {}}", "data: {voc: {}}"), r"data: must include 'imagenet'"),
 ])
 def test_validation_errors_name_file_and_entry(tmp_path, change, message):
@@ -186,6 +186,37 @@ def test_validation_errors_name_file_and_entry(tmp_path, change, message):
     with pytest.raises(FastloadError, match=message) as err:
         load_plan(path)
     assert str(err.value).startswith(f"plan {path}: ")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("name: t\n", "name: !!python/object/apply:os.system [echo pwned]\n"),
+     r"not valid YAML at line 1, column 7: could not determine a constructor for the tag "),
+    (("{labelset: full}", "{labelset: full, per_class: 99999999999999999999999}"),
+     r"runs\[0\] \(a\)\.manifest: per_class must be a positive integer up to 2147483647 or unset, got 9999"),
+    (("{labelset: full}", "{labelset: full, classes: -3}"), r"classes must be a positive integer"),
+    (("evals: [e]}", "evals: [e], gpus: 99999999999999999999}"), r"gpus must be an integer in 0\.\.4096"),
+    (("name: t\n", "name: t\ndefaults: {seeds: [-1]}\n"), r"defaults\.seeds: a seed must be an integer in 0\.\."),
+    (("name: t\n", "name: t\ndefaults: {manifest_seed: abc}\n"), r"defaults\.manifest_seed: a seed must be"),
+    (("{id: a,", "{id: '..',"), r"runs\[0\] \(\.\.\): run id '\.\.' starts with '\.'"),
+    (("{id: a,", "{id: ../../x,"), r"run id '\.\./\.\./x' contains a path separator"),
+    (("{id: a,", "{id: /abs,"), r"run id '/abs' contains a path separator"),
+    (("  e: {kind", "  ../../x: {kind"), r"evaluations: evaluation name '\.\./\.\./x' contains a path separator"),
+    (("evals: [e]", "evals: [e]"), None),
+])
+def test_hostile_plans_are_one_line_errors_and_run_nothing(tmp_path, change, message, capsys):
+    path = write(tmp_path, GOOD.replace(*change, 1))
+    if message is None:
+        assert load_plan(path).runs[0].id == "a"
+        return
+    with pytest.raises(FastloadError, match=message) as err:
+        load_plan(path)
+    assert str(err.value).startswith(f"plan {path}: ") and "\n" not in str(err.value)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_non_ascii_names_are_plain_names(tmp_path):
+    plan = load_plan(write(tmp_path, GOOD.replace("{id: a,", "{id: caf\u00e9_\u6f22,", 1)))
+    assert plan.runs[0].id == "caf\u00e9_\u6f22"
 
 
 def test_not_yaml_and_unknown_plan(tmp_path):

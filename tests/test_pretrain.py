@@ -21,6 +21,7 @@ from fastload import pretrain, recipe
 from fastload.cli import main as cli_main
 from fastload.errors import FastloadError, UsageError
 from fastload.files import OutputLock
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -471,3 +472,37 @@ def test_launch_environment_from_torchrun_or_slurm():
     assert read_launch_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == (0, 1, 0)  # one task: no group
     # torchrun's variables win inside an salloc/srun shell
     assert read_launch_env({"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == (1, 2, 0)
+
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_resumes(monkeypatch, small_disk, capsys):
+    """The disk fills up while epoch 2's checkpoint is written: one line naming last.pt and the space needed, exit
+    1, epoch 1's last.pt intact; once space is freed --resume finishes epoch 2 without redoing epoch 1."""
+    use_stand_in(monkeypatch, num_rows=8, tiny_model=True)
+    out = small_disk / "run"
+    argv = ["pretrain", "--recipe", "fast", "--manifest", "m.npz", "--beton", "t", "--val-beton", "v",
+            "--val-index", "i", "--out", str(out), "--batch-size", "4", "--min-res", "40", "--max-res", "40",
+            "--val-res", "40", "--init", "kaiming", "--log-every", "1"]
+    saves, filled = [], []
+    original_save = pretrain.save_checkpoint
+
+    def save_then_fill(path, state):  # the disk is full when epoch 2's checkpoint is written
+        if saves:
+            filled.append(fill(small_disk, len(saves[0]) // 2))
+        original_save(path, state)
+        saves.append(path.read_bytes())
+    monkeypatch.setattr(pretrain, "save_checkpoint", save_then_fill)
+    assert cli_main(argv + ["--epochs", "2"]) == 1
+    saved, filler = saves[0], filled[0]
+    monkeypatch.setattr(pretrain, "save_checkpoint", original_save)
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "error" in line.lower() or "Trace" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"fastload pretrain: error: no space left on the device to write {out / 'last.pt'}: "), err
+    assert "needed" in errors[0]
+    assert (out / "last.pt").read_bytes() == saved and not list(out.glob(".tmp-*"))
+    filler.unlink()
+    assert cli_main(argv + ["--epochs", "2", "--resume"]) == 0
+    assert "resuming" in capsys.readouterr().err and torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    steps = [x["step"] for x in metrics_of(out) if x["kind"] == "train_step"]
+    assert steps == [1, 2, 3, 4]  # 2 epochs of 2 steps, none redone

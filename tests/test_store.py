@@ -11,7 +11,9 @@ import pytest
 
 from fastload.errors import FastloadError
 from fastload.plan import Step
+from fastload.files import DiskFullError
 from fastload.store import ResultsStore, base_record, read_metrics
+from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
 
 def step(i=0, argv=("echo", "x")):
@@ -90,3 +92,17 @@ def test_read_metrics(tmp_path):
     (tmp_path / "t.tsv").write_text("name\tgap\tn\ndog\t0.25\t3\n")
     assert read_metrics(tmp_path / "t.tsv") == {"rows": [{"name": "dog", "gap": 0.25, "n": 3}]}
     assert read_metrics(None) == {}
+
+
+def test_a_full_disk_leaves_no_torn_record_and_the_next_append_works(small_disk):
+    store = ResultsStore(small_disk / "results")
+    first = store.append(base_record(step(0), "done", metrics={"top1": 1.0}))
+    before = store.path.read_bytes()
+    filler = fill(small_disk, 0)
+    big = base_record(step(1), "done", metrics={f"m{i}": float(i) for i in range(2000)})  # needs a new page
+    with pytest.raises(DiskFullError, match=f"to write {store.path}: .*needed"):
+        store.append(big)
+    assert store.path.read_bytes() == before and store.records() == [json.loads(json.dumps(first))]
+    filler.unlink()
+    store.append(big)
+    assert [r["step"] for r in store.records()] == ["pretrain/run0", "pretrain/run1"] and store.torn_lines == 0

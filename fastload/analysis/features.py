@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import FastloadError, UsageError
+from ..files import reserve_space
 
 FEATURE_DTYPE = np.float16
 DEFAULT_BATCH_SIZE = 256
@@ -88,7 +89,9 @@ def allocate(n: int, dim: int, out_path=None, dtype=FEATURE_DTYPE) -> np.ndarray
     """An [n, dim] array: in memory, or a .npy memmap at `out_path` (for databases larger than RAM)."""
     if out_path is None:
         return np.empty((n, dim), dtype=dtype)
-    return np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype, shape=(n, dim))
+    array = np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype, shape=(n, dim))
+    reserve_space(out_path, array.offset + array.nbytes)  # a full disk: one line now, not SIGBUS mid-way
+    return array
 
 
 def collect_outputs(model, batches, n: int, layer: str = "fc7", device="cpu", out_path=None, desc="features",

@@ -14,7 +14,13 @@ def configure(p):
         description="Index ROOT/train/<class>/* and ROOT/val (class folders, or flat with LOC_val_solution.csv or "
                     "the devkit's ILSVRC2012_validation_ground_truth.txt) and write OUT/{split}.beton, "
                     "OUT/{split}_index.npz, classes.txt, compile.json, skipped.jsonl and converted.jsonl. The "
-                    "compile is staged beside OUT and swapped in when complete."))
+                    "compile is staged beside OUT and swapped in when complete, so the new compile must fit beside "
+                    "the previous one: once the images are indexed, and before any beton is written, the free space "
+                    "there is checked against an estimate from the index (per image, raw: stored width x height x "
+                    "3 bytes; jpg: stored pixels x the source file's bytes per pixel, at most 3; proportion: the mix "
+                    "of both; plus FFCV's whole pages of 8 MiB or more: the first for the header, one partly filled "
+                    "per writer process) and a shortfall is refused on one line. A disk that fills up anyway is one "
+                    "line naming the beton, with OUT left as it was."))
     configure_materialize(sub.add_parser(
         "materialize", help="write a standalone beton holding only one manifest's rows",
         description="Copy the rows of a manifest (its `indices`) from the base beton into a standalone beton, "
@@ -87,8 +93,13 @@ def run_imagenet(args):
     stored = (f"{args.square}x{args.square} centre squares" if args.square else
               f"longest side <= {settings.max_resolution}" if settings.max_resolution else "original sizes")
     print(f"images stored {settings.write_mode}, {stored} (described in {args.out}/<split>.beton.json)")
-    print(f"skipped {summary['skipped']} entries, {summary['skipped_images']} of them image files (listed in "
-          f"{args.out}/skipped.jsonl); {summary['converted']} files converted or noted (in {args.out}/converted.jsonl)")
+    reasons = "".join(f"; {n} {kind}" for kind, n in summary["skipped_reasons"].items())
+    print(f"skipped {summary['skipped']} entries, {summary['skipped_images']} of them image files{reasons} (listed "
+          f"in {args.out}/skipped.jsonl); {summary['converted']} files converted or noted (in "
+          f"{args.out}/converted.jsonl)")
+    if summary.get("near_constant"):
+        print(f"warning: {summary['near_constant']} stored image(s) are nearly one flat grey level after "
+              f"conversion (listed with a note in {args.out}/converted.jsonl)")
     if not summary["wnid_class_names"]:
         print("note: class folders are not WordNet ids (n########): the betons work with the 'full' labels, "
               "but WordNet label sets cannot be built for this dataset")

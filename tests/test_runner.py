@@ -128,6 +128,16 @@ def max_overlap(spans: list) -> int:
     return best
 
 
+def store_records(tmp_path) -> list:
+    path = tmp_path / "results" / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def store_done(tmp_path) -> list:
+    """Ids of the steps the store records as done, in order."""
+    return [r["step"] for r in store_records(tmp_path) if r["status"] == "done"]
+
+
 def check_dependencies(tmp_path):
     steps = read_steps(tmp_path / "results")
     spans = intervals(tmp_path)
@@ -211,12 +221,12 @@ def test_sigkill_of_the_runner_kills_its_steps_and_a_restart_redoes_nothing(tmp_
     proc = subprocess.Popen(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"), env=env,
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while time.time() < deadline:  # the slow steps run and the fast ones are recorded: nothing is finishing now
         started = {e["step"] for e in events(tmp_path) if e["event"] == "start"}
-        if all(any(tag in name for name in started) for tag in slow):
+        if all(any(tag in name for name in started) for tag in slow) and len(store_done(tmp_path)) == 6:
             break
         time.sleep(0.05)
-    proc.kill()  # the runner alone, SIGKILL: its steps must die through their parent-death signal
+    proc.kill()  # the runner alone, SIGKILL: its steps must die with it (their watchers kill them)
     proc.wait()
     before = intervals(tmp_path)
     killed = [s["pid"] for s in before.values() if s["end"] is None]
@@ -351,3 +361,154 @@ def test_every_shipped_transfer_config_has_a_cost_estimate():
     assert shipped == set(CONFIG_PROTOCOLS)
     assert set(CONFIG_PROTOCOLS.values()) == set(TRANSFER_ESTIMATES)
     assert all(ESTIMATES[c]["seconds"] > 0 for c in shipped)
+
+
+# ---- every process of a step dies with the runner ----------------------------------------------------------------
+
+HOLD = r'''# a step that ignores SIGTERM and leaves processes behind: two sleeps in its group, one in a session of its own
+# (as torchrun starts its workers); each records its pid
+trap '' TERM
+out="$1"
+echo "$$ $out main" >> "$HOLD_PIDS"
+if [ "${HOLD_S:-0}" != 0 ]; then
+    sleep "$HOLD_S" & echo "$! $out child" >> "$HOLD_PIDS"
+    (sleep "$HOLD_S" & echo "$! $out grandchild" >> "$HOLD_PIDS"; wait) &
+    setsid sleep "$HOLD_S" & echo "$! $out session" >> "$HOLD_PIDS"
+    wait
+fi
+mkdir -p "$out" && echo '{"mean": 0.5}' > "$out/summary.json"
+'''
+
+
+def write_hold_plan(tmp_path, seeds: int) -> Path:
+    """A plan whose evaluations run HOLD (fake compile, manifest and pre-training before them)."""
+    plan = write_plan(tmp_path, {"r": 1}, seeds=seeds)
+    hold = tmp_path / "hold.sh"
+    hold.write_text(HOLD)
+    plan.write_text(plan.read_text().replace(
+        f'command: [python, {tmp_path / "fake.py"}, "score/{{out}}", "{{out}}"]', f'command: [sh, {hold}, "{{out}}"]'))
+    assert str(hold) in plan.read_text()
+    return plan
+
+
+def hold_env(tmp_path, hold_s):
+    return {**runner_env(tmp_path, sleep=0.1), "HOLD_PIDS": str(tmp_path / "hold_pids"), "HOLD_S": str(hold_s)}
+
+
+def hold_pids(tmp_path) -> list:
+    """(pid, step output folder, role) of every HOLD process started so far."""
+    path = tmp_path / "hold_pids"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(int(p), out, role) for p, out, role in (line.split() for line in lines)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout=120, what="condition"):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_dead(pids, timeout=30) -> list:
+    """The pids still alive after waiting up to `timeout` s for all of them to end."""
+    deadline = time.time() + timeout
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def start_holding_runner(tmp_path, plan, seeds, *extra):
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan, *extra), env=hold_env(tmp_path, 300), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # every evaluation holds its main process and 3 others
+    wait_until(lambda: len(hold_pids(tmp_path)) == 4 * seeds, what="the held processes")
+    return proc
+
+
+def test_sigkill_of_the_runner_kills_grandchildren_too(tmp_path):
+    """Steps that ignore SIGTERM and leave children, grandchildren and a process in another session: a SIGKILLed
+    runner leaves none of them, and its restart starts the steps again with no earlier holder on their GPUs."""
+    plan = write_hold_plan(tmp_path, seeds=4)
+    proc = start_holding_runner(tmp_path, plan, 4, "--gpus", "0,1", "--jobs-per-gpu", "2")
+    proc.kill()
+    proc.wait()
+    pids = [p for p, _, _ in hold_pids(tmp_path)]
+    assert not wait_dead(pids), [h for h in hold_pids(tmp_path) if alive(h[0])]
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"),
+                           env=hold_env(tmp_path, 0), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "an earlier run left running" not in again.stdout  # the watchers had killed everything
+    assert sorted(store_done(tmp_path)) == sorted(s.id for s in read_steps(tmp_path / "results"))
+
+
+def test_restart_kills_what_a_killed_watcher_left(tmp_path):
+    """The runner and the watchers SIGKILLed at once (kill -9 of every fastload process): the steps' leftovers
+    live on, until the restart kills them (one line) before it starts anything."""
+    plan = write_hold_plan(tmp_path, seeds=2)
+    proc = start_holding_runner(tmp_path, plan, 2, "--jobs", "2")
+    watchers = [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent(e) == proc.pid]
+    assert len(watchers) == 2
+    for pid in [proc.pid, *watchers]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    left = [p for p, _, role in hold_pids(tmp_path) if role != "main" and alive(p)]
+    assert len(left) == 6  # what only the watchers would have killed: 3 per step
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--jobs", "2"), env=hold_env(tmp_path, 0), cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    line = next(line for line in again.stdout.splitlines() if "an earlier run left running" in line)
+    assert line.startswith("killed ") and all(str(p) in line for p in left)
+    assert not wait_dead(left, timeout=5)
+    assert sorted(store_done(tmp_path)) == sorted(s.id for s in read_steps(tmp_path / "results"))
+
+
+def _parent(pid) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def test_a_second_ctrl_c_does_not_cancel_the_final_kill(tmp_path):
+    """Ctrl-C asks the steps to stop (SIGTERM, which these ignore); a second Ctrl-C during the grace period ends the
+    runner at once, and its steps, every process of them, die with it."""
+    plan = write_hold_plan(tmp_path, seeds=1)
+    proc = start_holding_runner(tmp_path, plan, 1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # inside the grace period: the steps ignored SIGTERM
+    assert all(alive(p) for p, _, _ in hold_pids(tmp_path))
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert not wait_dead([p for p, _, _ in hold_pids(tmp_path)])
+
+
+def test_a_step_that_finished_as_the_runner_died_is_not_run_again(tmp_path):
+    """The runner frozen, a step exits 0, then the runner is killed before it could record it: the restart records
+    the step as done from its watcher's exit status instead of running it again."""
+    plan = write_plan(tmp_path, {"r": 1}, seeds=1)
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan), env=runner_env(tmp_path, sleep=2), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: any(e["step"].startswith("score/") for e in events(tmp_path)), what="the evaluation")
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        exit_file = tmp_path / "results" / "logs" / "score__r__seed0.exit.json"
+        wait_until(exit_file.exists, what=str(exit_file))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert json.loads(exit_file.read_text())["returncode"] == 0
+    assert "score/r/seed0" not in store_done(tmp_path)
+    again = run_plan(tmp_path, plan)
+    assert "score/r/seed0: finished (exit status 0) after the earlier runner died" in again.stdout
+    assert sum(e["event"] == "start" and e["step"].startswith("score/") for e in events(tmp_path)) == 1
+    done = [r for r in store_records(tmp_path) if r["status"] == "done"]
+    assert sorted(r["step"] for r in done) == ["compile/imagenet", "manifest/r", "pretrain/r", "score/r/seed0"]
+    assert next(r for r in done if r["step"] == "score/r/seed0")["recovered"] is True

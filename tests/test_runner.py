@@ -512,3 +512,118 @@ def test_a_step_that_finished_as_the_runner_died_is_not_run_again(tmp_path):
     done = [r for r in store_records(tmp_path) if r["status"] == "done"]
     assert sorted(r["step"] for r in done) == ["compile/imagenet", "manifest/r", "pretrain/r", "score/r/seed0"]
     assert next(r for r in done if r["step"] == "score/r/seed0")["recovered"] is True
+
+
+# ---- a study killed mid-transfer and mid-pre-training ------------------------------------------------------------
+
+STUDY = r'''
+import json, os, sys, time
+from pathlib import Path
+role, out = sys.argv[1], Path(sys.argv[2])
+def note(event, **extra):
+    with open(os.environ["RUNNER_LOG"], "a") as f:
+        f.write(json.dumps({"step": f"{role}/{out}", "event": event, "t": time.time(), "pid": os.getpid(),
+                            **extra}) + "\n")
+def seconds():
+    return 60 if any(tag and tag in str(out) for tag in os.environ.get("RUNNER_SLOW", "").split(",")) else 0.3
+if role == "pretrain":
+    # a rank of torchrun (its workers run in sessions of their own); rank 0 writes a checkpoint at once, which a
+    # restart resumes from
+    rank = int(os.environ["RANK"])
+    note("start", rank=rank, resume="--resume" in sys.argv)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "last.pt").write_text("partial")
+    time.sleep(seconds())
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps({"top1": 0.5}))
+        (out / "last.pt").write_text("w")
+    note("end", rank=rank)
+else:
+    # a transfer: a DataLoader with one worker process over a tiny synthetic data set
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    class Tiny(Dataset):
+        def __len__(self):
+            return 4
+        def __getitem__(self, i):
+            if i == 0:
+                note("worker")
+            time.sleep(seconds() / 4)
+            return torch.zeros(2)
+    note("start")
+    for _ in DataLoader(Tiny(), num_workers=1, batch_size=1):
+        pass
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"mean": 0.5}))
+    note("end")
+'''
+
+
+def write_study_plan(tmp_path) -> Path:
+    """Two runs, each pre-trained by torchrun with 2 processes, then 3 transfer seeds with dataloader workers."""
+    plan = write_plan(tmp_path, {"a": 1, "b": 1}, seeds=3)
+    study = tmp_path / "study.py"
+    study.write_text(STUDY)
+    text = plan.read_text().replace(
+        f'pretrain: [python, {tmp_path / "fake.py"}, "pretrain/{{out}}", "{{out}}"]',
+        f'pretrain: [python, -m, torch.distributed.run, --standalone, --nproc_per_node=2, {study}, pretrain, '
+        f'"{{out}}", "{{resume*}}"]').replace(
+        f'command: [python, {tmp_path / "fake.py"}, "score/{{out}}", "{{out}}"]',
+        f'command: [python, {study}, transfer, "{{out}}"]')
+    assert str(study) in text and "torch.distributed.run" in text
+    plan.write_text(text)
+    return plan
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_transfer_and_mid_pretraining(tmp_path):
+    """SIGKILL of the runner while transfers (with a dataloader worker each) and a torchrun pre-training run: no
+    process of any step survives (torchrun's agent and workers, the dataloader workers); the rerun redoes no
+    finished step, resumes the pre-training from its checkpoint, and the store has every step done once."""
+    from fastload.launchers import step_processes
+    plan = write_study_plan(tmp_path)
+    env = {**runner_env(tmp_path), "RUNNER_SLOW": "runs/b,seed1,seed2"}
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan, "--jobs", "4"), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def under_way():
+        ev = events(tmp_path)
+        ranks_b = {e["rank"] for e in ev if e["step"].startswith("pretrain/") and "runs/b" in e["step"]}
+        workers = {e["step"] for e in ev if e["event"] == "worker" and "/a/seed" in e["step"]}
+        return ranks_b == {0, 1} and sum("seed1" in w or "seed2" in w for w in workers) == 2 \
+            and "score/a/seed0" in store_done(tmp_path)
+    try:
+        wait_until(under_way, timeout=240, what="pre-training b and the transfers of a")
+    finally:
+        proc.kill()
+        proc.wait()
+    before = store_records(tmp_path)
+    finished = set(store_done(tmp_path))
+    assert "pretrain/b" not in finished and "score/a/seed1" not in finished
+    tokens = {r["token"] for r in before if r["status"] == "started"}
+    pids = {e["pid"] for e in events(tmp_path)}
+    deadline = time.time() + 30
+    while (step_processes(tokens) or any(alive(p) for p in pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not step_processes(tokens), "processes of the steps outlived the runner"
+    assert not [p for p in pids if alive(p)]
+
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--jobs", "4"), env=runner_env(tmp_path), cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    starts = {}
+    for e in events(tmp_path):
+        if e["event"] == "start":
+            starts.setdefault(e["step"], []).append(e)
+    steps = read_steps(tmp_path / "results")
+    by_out = {s.id: s.out for s in steps}
+    for sid in finished:  # not redone
+        if sid.startswith(("score/", "pretrain/")):
+            role = "transfer" if sid.startswith("score/") else "pretrain"
+            assert len(starts[f"{role}/{by_out[sid]}"]) == (2 if role == "pretrain" else 1), sid
+    resumed = starts[f"pretrain/{by_out['pretrain/b']}"]
+    assert [e["resume"] for e in resumed] == [False, False, True, True]  # 2 ranks, killed, then resumed
+    done = store_done(tmp_path)
+    assert sorted(done) == sorted(s.id for s in steps)  # every step done exactly once
+    assert [r for r in store_records(tmp_path)[:len(before)]] == before  # nothing written before the kill is lost

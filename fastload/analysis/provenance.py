@@ -158,3 +158,9 @@ def reuse_with_sidecar(out, inputs: dict) -> bool:
     reusable(out, read_sidecar_inputs(out), inputs)
     print(f"{out}: made from the same checkpoint(s), betons, seed and settings: reused, nothing computed")
     return True
+
+
+# what the analyses' --out help says of reuse (fastload/commands)
+REUSE_HELP = ("; an OUT that exists is reused (nothing computed) when the same checkpoint(s), betons, seed and "
+              "settings made it, and refused with one line naming what differs otherwise; a second run writing "
+              "OUT at the same time is refused")

@@ -165,12 +165,13 @@ class NotStarted:
 
 def start_watched(argv: list, env: dict, log_file, exit_file: Path):
     """Popen of `argv` under a watcher (fastload/stepwatch.py); returns (process, the runner's end of its pipe).
-    The watcher leads a process group of its own: Ctrl-C in the terminal reaches only the runner."""
+    The watcher leads a session of its own: Ctrl-C in the terminal, or a kill of the runner's process group,
+    reaches only the runner, and the watcher is there to clean up after it."""
     read_end, write_end = os.pipe()  # both close-on-exec; the watcher alone gets read_end (pass_fds)
     try:
         proc = subprocess.Popen([sys.executable, "-S", str(WATCHER), str(read_end), str(exit_file),
                                  str(STOP_GRACE_S), "--", *argv], stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, pass_fds=(read_end,), process_group=0)
+                                stdin=subprocess.DEVNULL, env=env, pass_fds=(read_end,), start_new_session=True)
     except BaseException:
         os.close(write_end)
         raise

@@ -365,8 +365,8 @@ def test_every_shipped_transfer_config_has_a_cost_estimate():
 
 # ---- every process of a step dies with the runner ----------------------------------------------------------------
 
-HOLD = r'''# a step that ignores SIGTERM and leaves processes behind: two sleeps in its group, one in a session of its own
-# (as torchrun starts its workers); each records its pid
+HOLD = r'''# a step that ignores SIGTERM and leaves processes behind: two sleeps in its group, one in a session of
+# its own (as torchrun starts its workers); each records its pid
 trap '' TERM
 out="$1"
 echo "$$ $out main" >> "$HOLD_PIDS"

@@ -1,6 +1,6 @@
 """The local launcher runs independent steps at once: GPUs shared by at most --jobs-per-gpu steps (fake GPUs on
 CPU: only CUDA_VISIBLE_DEVICES matters), multi-GPU steps on GPUs of their own, --jobs on a CPU machine,
-dependencies honoured; a killed runner takes its steps with it (parent-death signal) and a restart redoes
+dependencies honoured; a killed runner takes every process of its steps with it (their watchers) and a restart redoes
 nothing; one reproduce per --out; the dry run prices the paper plan.
 
 Each fake step records when it ran (its own clock, in the step) and the CUDA_VISIBLE_DEVICES it saw, so the

@@ -150,14 +150,15 @@ def _imagenet_cls(checkpoint, beton_dir, out: Path, *, epochs, max_iters, lr, mo
                         "weight_decay": weight_decay, "batch_size": batch_size, "resolution": kw["resolution"],
                         "device": ex.device.type})
     result = reuse_json(out, inputs)
-    if result is None:
+    computed = result is None
+    if computed:
         result = train_and_evaluate(model, meta, betons, indexes, ex, kw, seed=seed, epochs=epochs,
                                     max_iters=max_iters, lr=lr, momentum=momentum, weight_decay=weight_decay)
         result = {"checkpoint": str(checkpoint), **result, "inputs": inputs}
         write_json(out, result, indent=1)
     top5 = f" top5 {result['top5']:.4f}" if "top5" in result else ""
     print(f"ImageNet CLS with a new fc8 on {checkpoint}: top1 {result['top1']:.4f}{top5} "
-          f"({result['val_images']} val images); wrote {out}")
+          f"({result['val_images']} val images); {'wrote' if computed else 'kept'} {out}")
     return result
 
 

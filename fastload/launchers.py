@@ -2,13 +2,20 @@
 per step).
 
 Local is a plain scheduling loop (`run_local`): every step whose inputs are done starts as soon as the devices it
-needs are free (`DevicePool`), as a process of its own (`subprocess.Popen`) pinned to its GPUs through
-CUDA_VISIBLE_DEVICES, in its own process group and with a parent-death signal, so that Ctrl-C, SIGTERM or even a
-SIGKILL of the runner leaves no step running. A Slurm job runs `python -m fastload.launchers run-step RESULTS
-STEP_ID`. Both end in `start_step` / `finish_step`, which log a step's output to RESULTS/logs/<step>.log and append
-its records to the results store (one flock'ed line per record: concurrent steps never tear it).
+needs are free (`DevicePool`), as a process of its own pinned to its GPUs through CUDA_VISIBLE_DEVICES. A Slurm
+job runs `python -m fastload.launchers run-step RESULTS STEP_ID`. Both end in `start_step` / `finish_step`, which
+log a step's output to RESULTS/logs/<step>.log and append its records to the results store (one flock'ed line per
+record: concurrent steps never tear it).
+
+No step outlives its runner. Each step runs under a watcher (fastload/stepwatch.py) that holds the read end of a
+pipe from the runner: when the runner dies, even by SIGKILL, the watcher kills every process of the step, its
+children and their children included (torchrun's workers, dataloader workers), and a stop (Ctrl-C, SIGTERM) ends
+in SIGKILL after STOP_GRACE_S whatever happens to the runner meanwhile. Every process of a step carries its
+attempt's token (FASTLOAD_STEP_TOKEN, recorded in its 'started' record): a restarted runner kills any process of an
+earlier attempt still alive (one whose watcher was killed too) before it starts anything, and records as done a
+step whose exit status 0 the watcher wrote (RESULTS/logs/<step>.exit.json) after the runner had died.
 """
-import ctypes
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +37,19 @@ LAUNCHERS = ("local", "slurm")
 POLL_S = 0.2          # how often the local loop looks for finished steps
 HEARTBEAT_S = 300     # a line listing the running steps at least this often, for logs of long steps
 STOP_GRACE_S = 10     # after SIGTERM, how long a stopped step may take to exit before SIGKILL
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCHER = Path(__file__).with_name("stepwatch.py")
+TOKEN_VARIABLE = "FASTLOAD_STEP_TOKEN"  # in the environment of every process of a step: which attempt it belongs to
 
 
 # ---------------------------------------------------------------- one step
 
 def log_path(results_dir, step_id: str) -> Path:
     return Path(results_dir) / "logs" / (step_id.replace("/", "__") + ".log")
+
+
+def exit_path(results_dir, step_id: str) -> Path:
+    """Where a step's watcher writes the exit status of its last attempt."""
+    return log_path(results_dir, step_id).with_suffix(".exit.json")
 
 
 def step_class(step_id: str) -> str:
@@ -96,23 +110,6 @@ def cpu_threads_per_job(jobs: int):
     return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
 
 
-def die_with_parent():
-    """A Popen preexec_fn: the step leads a process group of its own (the runner stops it and whatever it started
-    with one killpg; Ctrl-C in the terminal reaches only the runner), and on Linux the kernel sends it SIGTERM when
-    the runner dies, even by SIGKILL. SIGTERM rather than SIGKILL, so that torchrun and mmengine still stop their
-    own workers on the way out."""
-    parent = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-    def preexec():
-        os.setpgid(0, 0)
-        if libc is not None:
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            if os.getppid() != parent:  # the runner died before the signal was armed
-                os._exit(1)
-    return preexec
-
-
 def set_aside_stale_outputs(step: Step, store: ResultsStore):
     """When the plan changed a step's command since an earlier attempt, that attempt's outputs (a checkpoint to
     resume, a finished summary) belong to other settings: move them to OUT.previous-<fingerprint> and record a
@@ -136,7 +133,8 @@ def set_aside_stale_outputs(step: Step, store: ResultsStore):
 
 @dataclass
 class Running:
-    """A started step: its process, open log and what the store's records of it share."""
+    """A started step: its watcher process, the runner's end of the watcher's pipe, its open log and what the
+    store's records of it share."""
     step: Step
     proc: object
     log_file: object
@@ -144,6 +142,14 @@ class Running:
     t0: float
     extra: dict
     gpu_ids: list = None
+    pipe: int = None        # closing it makes the watcher kill the step at once
+
+    def release(self):
+        """Close the log and the pipe (a watcher whose step still runs then kills it)."""
+        self.log_file.close()
+        if self.pipe is not None:
+            os.close(self.pipe)
+            self.pipe = None
 
 
 class NotStarted:
@@ -157,36 +163,61 @@ class NotStarted:
         return 127
 
 
+def start_watched(argv: list, env: dict, log_file, exit_file: Path):
+    """Popen of `argv` under a watcher (fastload/stepwatch.py); returns (process, the runner's end of its pipe).
+    The watcher leads a session of its own: Ctrl-C in the terminal, or a kill of the runner's process group,
+    reaches only the runner, and the watcher is there to clean up after it."""
+    read_end, write_end = os.pipe()  # both close-on-exec; the watcher alone gets read_end (pass_fds)
+    try:
+        proc = subprocess.Popen([sys.executable, "-S", str(WATCHER), str(read_end), str(exit_file),
+                                 str(STOP_GRACE_S), "--", *argv], stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, pass_fds=(read_end,), start_new_session=True)
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return proc, write_end
+
+
 def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "local", job_id=None,
                threads=None) -> Running:
-    """Record the step as started and launch its command (without waiting); `gpu_ids` pins it to those GPUs,
-    `threads` caps its thread pools (child_env)."""
+    """Record the step as started and launch its command under a watcher (without waiting); `gpu_ids` pins it to
+    those GPUs, `threads` caps its thread pools (child_env)."""
     log = log_path(store.dir, step.id)
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = launch_argv(step)
-    extra = {"launcher": launcher, "job_id": job_id, "argv": argv, "log": str(log), "gpu_ids": gpu_ids}
+    token = uuid.uuid4().hex
+    extra = {"launcher": launcher, "job_id": job_id, "argv": argv, "log": str(log), "gpu_ids": gpu_ids,
+             "token": token}
     set_aside_stale_outputs(step, store)
     if step.kind == "synth" and Path(step.out).exists():
         shutil.rmtree(step.out)  # generated data of a killed attempt: synth wants an empty folder
+    exit_file = exit_path(store.dir, step.id)
+    exit_file.unlink(missing_ok=True)
     started = utc_now()
     store.append(base_record(step, "started", started=started, **extra))
     f = open(log, "ab")
     f.write(f"\n=== {started} {shlex.join(argv)}\n".encode())
     f.flush()
+    env = {**child_env(gpu_ids, threads), TOKEN_VARIABLE: token}
     try:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(gpu_ids, threads), preexec_fn=die_with_parent())
+        proc, pipe = start_watched(argv, env, f, exit_file)
     except FileNotFoundError as e:
         f.write(f"command not found: {e.filename}\n".encode())
-        proc = NotStarted()
-    return Running(step, proc, f, started, time.time(), extra, gpu_ids)
+        proc, pipe = NotStarted(), None
+    return Running(step, proc, f, started, time.time(), extra, gpu_ids, pipe)
 
 
 def finish_step(run: Running, rc: int, store: ResultsStore) -> dict:
     """Record how a step ended; returns its 'done' record, raises FastloadError (after recording) when it failed."""
-    run.log_file.close()
-    step, wall = run.step, round(time.time() - run.t0, 3)
-    log = run.extra["log"]
+    run.release()
+    return record_end(run.step, rc, store, run.started, round(time.time() - run.t0, 3), run.extra)
+
+
+def record_end(step: Step, rc: int, store: ResultsStore, started: str, wall: float, extra: dict) -> dict:
+    """Append the 'done' record of a step that exited with `rc`, or its 'failed' record (then FastloadError)."""
+    log = extra["log"]
     try:
         if rc != 0:
             raise FastloadError(f"step {step.id} failed with exit status {rc}; log {log}:\n{_tail(log)}")
@@ -195,11 +226,11 @@ def finish_step(run: Running, rc: int, store: ResultsStore) -> dict:
             raise FastloadError(f"step {step.id} exited 0 but did not write {', '.join(missing)}; log {log}")
         metrics = read_metrics(step.result)
     except FastloadError as e:
-        store.append(base_record(step, "failed", started=run.started, finished=utc_now(), wall_s=wall,
-                                 returncode=rc, error=str(e).splitlines()[0], **run.extra))
+        store.append(base_record(step, "failed", started=started, finished=utc_now(), wall_s=wall,
+                                 returncode=rc, error=str(e).splitlines()[0], **extra))
         raise
-    return store.append(base_record(step, "done", started=run.started, finished=utc_now(), wall_s=wall,
-                                    metrics=metrics, result_file=step.result, **run.extra))
+    return store.append(base_record(step, "done", started=started, finished=utc_now(), wall_s=wall,
+                                    metrics=metrics, result_file=step.result, **extra))
 
 
 def execute_step(step: Step, store: ResultsStore, launcher: str = "local", job_id=None, gpu_ids=None) -> dict:
@@ -214,22 +245,89 @@ def execute_step(step: Step, store: ResultsStore, launcher: str = "local", job_i
 
 
 def stop_steps(runs: list):
-    """SIGTERM to each step's process group, SIGKILL to what is left after STOP_GRACE_S; waits for all."""
-    live = [r for r in runs if r.proc.pid is not None]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """Stop running steps: SIGTERM to each watcher, which passes it to its step's process group and kills every
+    process of the step STOP_GRACE_S later; waits for the watchers. However this wait ends (a second Ctrl-C
+    included), the pipes are closed last, and a watcher whose step is still there kills it at once."""
+    try:
+        live = [r for r in runs if r.proc.pid is not None and r.proc.poll() is None]
         for r in live:
             try:
-                os.killpg(r.proc.pid, sig)
+                os.kill(r.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.time() + STOP_GRACE_S
+        deadline = time.time() + STOP_GRACE_S + 5
         while any(r.proc.poll() is None for r in live) and time.time() < deadline:
             time.sleep(0.05)
-        live = [r for r in live if r.proc.poll() is None]
-        if not live:
-            break
-    for r in runs:
-        r.log_file.close()
+    finally:
+        for r in runs:
+            r.release()
+
+
+# ---------------------------------------------------------------- what an earlier runner left
+
+def step_processes(tokens: set) -> dict:
+    """pid -> token, of the live processes (this user's) whose environment holds one of `tokens`."""
+    found = {}
+    if not tokens or not Path("/proc").is_dir():
+        return found
+    prefix = f"{TOKEN_VARIABLE}=".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix) and item[len(prefix):].decode(errors="replace") in tokens:
+                found[int(entry)] = item[len(prefix):].decode()
+    return found
+
+
+def kill_leftovers(store: ResultsStore, log=print) -> int:
+    """SIGKILL every live process of a step an earlier local runner of this folder started (one its watcher did
+    not get to kill: the watcher was killed too). The caller holds the folder's OutputLock, so no live runner
+    owns them. Returns how many there were."""
+    step_of = {r["token"]: r["step"] for r in store.records()
+               if r["status"] == "started" and r.get("launcher") == "local" and r.get("token")}
+    found = step_processes(set(step_of))
+    if not found:
+        return 0
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    steps = sorted({step_of[t] for t in found.values()})
+    log(f"killed {len(found)} process(es) an earlier run left running (pids {', '.join(map(str, sorted(found)))}) "
+        f"of step(s) {', '.join(steps)}")
+    deadline = time.time() + 10
+    while step_processes(set(found.values())) and time.time() < deadline:
+        time.sleep(0.05)
+    return len(found)
+
+
+def recover_finished(steps: list, store: ResultsStore) -> list:
+    """Record as done each step whose last attempt exited 0 after its runner died (the watcher wrote its exit
+    status, the runner could not record it). Returns their ids."""
+    latest, recovered = store.latest(), []
+    for step in steps:
+        rec = latest.get(step.id)
+        if not rec or rec["status"] != "started" or rec.get("fingerprint") != step.fingerprint():
+            continue
+        try:
+            status = json.loads(exit_path(store.dir, step.id).read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("token") != rec.get("token") or status.get("returncode") != 0:
+            continue
+        extra = {k: rec.get(k) for k in ("launcher", "job_id", "argv", "log", "gpu_ids", "token")}
+        try:
+            record_end(step, 0, store, rec.get("started"), status.get("wall_s"), {**extra, "recovered": True})
+        except FastloadError:
+            continue  # recorded as failed: it runs again
+        recovered.append(step.id)
+    return recovered
 
 
 def _tail(path, lines=15) -> str:
@@ -494,6 +592,9 @@ class LocalRun:
 
     def __init__(self, steps, store, pool, progress):
         self.store, self.pool, self.progress = store, pool, progress
+        kill_leftovers(store, progress.log)  # before any step starts: no GPU has two holders
+        for sid in recover_finished(steps, store):
+            progress.log(f"{sid}: finished (exit status 0) after the earlier runner died; recorded as done")
         done = store.done()
         self.selected = {s.id for s in steps}
         self.todo = [s for s in steps if not store.is_done(s, done)]

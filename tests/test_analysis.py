@@ -296,3 +296,130 @@ def test_resnet_pooled_features_and_a_new_fc_on_frozen_layers():
                        device=torch.device("cpu"), layer="flatten")
     assert losses[-1] < losses[0]
     assert all(torch.equal(stats[k], model.state_dict()[k]) for k in stats)  # batch norm statistics stay frozen
+
+
+# ---- results reused only when the same inputs made them; one writer per result -----------------------------------
+
+def cls_args(base, checkpoint, out, *extra):
+    return ["imagenet-cls", "--checkpoint", str(checkpoint), "--beton-dir", str(base / "data"), "--epochs", "1",
+            "--max-iters", "2", "--batch-size", "8", "--resolution", "64", "--num-workers", "1", "--device", "cpu",
+            "--out", str(out), *extra]
+
+
+def refusal(capsys) -> str:
+    """The one line a refused command printed on stderr."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_imagenet_cls_reuses_a_result_only_of_the_same_inputs(tiny_data, tmp_path, capsys):
+    import shutil
+    from fastload.cli import main
+    base, ckpts = tiny_data
+    ckpt = tmp_path / "last.pt"
+    shutil.copy(ckpts["coarse"], ckpt)
+    out = tmp_path / "cls.json"
+    assert main(cls_args(base, ckpt, out)) == 0
+    first = out.read_text()
+    assert set(json.loads(first)["inputs"]) == {"checkpoints", "betons", "seed", "settings"}
+    capsys.readouterr()
+    assert main(cls_args(base, ckpt, out)) == 0  # the same inputs: reused, nothing trained
+    printed = capsys.readouterr().out
+    assert "reused, nothing computed" in printed and "fc8 loss" not in printed and out.read_text() == first
+    # another checkpoint, the same checkpoint file trained again, another seed, another setting: refused
+    assert main(cls_args(base, ckpts["full"], out)) == 1
+    assert "holds a result of other inputs (checkpoint model: " in refusal(capsys)
+    shutil.copy(ckpts["full"], ckpt)
+    assert main(cls_args(base, ckpt, out)) == 1
+    line = refusal(capsys)
+    assert "checkpoint model: " in line and "seed" not in line and "remove it or give another --out" in line
+    shutil.copy(ckpts["coarse"], ckpt)
+    assert main(cls_args(base, ckpt, out, "--seed", "1")) == 1
+    assert "seed: 0 there, 1 now" in refusal(capsys)
+    assert main(cls_args(base, ckpt, out, "--lr", "0.02")) == 1
+    assert "setting lr: 0.01 there, 0.02 now" in refusal(capsys)
+    assert out.read_text() == first  # a refusal leaves the result as it was
+
+
+def induction_args(base, ckpts, out, features, *extra):
+    return ["induction", "--checkpoint", str(ckpts["coarse"]), "--labelset", "top_down@127", "--baseline",
+            str(ckpts["full"]), "--beton-dir", str(base / "data"), "--resolution", "64", "--batch-size", "8",
+            "--num-workers", "1", "--device", "cpu", "--features-dir", str(features), "--out", str(out), *extra]
+
+
+def test_induction_result_and_feature_files_are_reused_only_for_the_same_inputs(tiny_data, tmp_path, capsys):
+    from fastload.cli import main
+    base, ckpts = tiny_data
+    features, out = tmp_path / "features", tmp_path / "induction.json"
+    assert main(induction_args(base, ckpts, out, features)) == 0
+    first = json.loads(out.read_text())
+    assert sorted(p.name for p in features.iterdir()) == sorted(
+        f"{n}_{s}_fc7.npy{k}" for n in ("model", "baseline") for s in ("train", "val") for k in ("", ".key.json"))
+    capsys.readouterr()
+    assert main(induction_args(base, ckpts, out, features)) == 0
+    assert "reused, nothing computed" in capsys.readouterr().out
+    # another --out, the same features: read back, the same numbers
+    assert main(induction_args(base, ckpts, tmp_path / "again.json", features)) == 0
+    assert capsys.readouterr().out.count("features of the same checkpoint, rows and settings: reused") == 4
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["model"] == first["model"] and again["baseline"] == first["baseline"]
+    # the checkpoints swapped: the result is refused, the feature files are computed again
+    swapped = {"coarse": ckpts["full"], "full": ckpts["coarse"]}
+    assert main(induction_args(base, swapped, out, features)) == 1
+    line = refusal(capsys)
+    assert "checkpoint baseline: " in line and "checkpoint model: " in line
+    assert main(induction_args(base, swapped, tmp_path / "swapped.json", features)) == 0
+    assert capsys.readouterr().out.count("features of other inputs (checkpoint ") == 4
+    swapped_result = json.loads((tmp_path / "swapped.json").read_text())
+    assert swapped_result["baseline"]["top1"] == first["model"]["top1"]  # the coarse network, now as baseline
+
+
+def test_coarse_fine_reuses_a_table_only_of_the_same_inputs(tiny_data, tmp_path, capsys):
+    from fastload.cli import main
+    base, ckpts = tiny_data
+    out = tmp_path / "cf.tsv"
+    args = ["coarse-fine", "--checkpoint", str(ckpts["full"]), "--beton-dir", str(base / "data"), "--resolution",
+            "64", "--num-workers", "1", "--device", "cpu", "--out", str(out)]
+    assert main(args + ["--min-subclasses", "1"]) == 0
+    table = out.read_text()
+    assert json.loads((tmp_path / "cf.tsv.inputs.json").read_text())["settings"]["min_subclasses"] == 1
+    capsys.readouterr()
+    assert main(args + ["--min-subclasses", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "reused, nothing computed" in printed and out.read_text() == table
+    assert main(args + ["--min-subclasses", "2"]) == 1
+    assert "setting min_subclasses: 1 there, 2 now" in refusal(capsys)
+
+
+def test_a_second_writer_of_one_result_is_refused(tiny_data, tmp_path):
+    """imagenet-cls runs (for long: many epochs); a second imagenet-cls, or an induction, writing the same --out is
+    refused with one line naming the first."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import REPO, run_cli
+    base, ckpts = tiny_data
+    out = tmp_path / "result.json"
+    args = cls_args(base, ckpts["coarse"], out)
+    args[args.index("--epochs") + 1], args[args.index("--max-iters") + 1] = "100000", "0"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "fastload.cli", *args], env=env, cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / ".result.json.lock"
+        deadline = time.time() + 120
+        while not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()):
+            assert time.time() < deadline and first.poll() is None, "the first run never took its lock"
+            time.sleep(0.1)
+        for second in (args, induction_args(base, ckpts, out, tmp_path / "features")):
+            refused = run_cli(*second, env={"OMP_NUM_THREADS": "1"}, timeout=300)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode == 1 and len(lines) == 1, refused.stderr
+            assert f"{out} is being written by fastload imagenet-cls (pid {first.pid} on host" in lines[0]
+        assert not out.exists() and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()

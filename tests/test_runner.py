@@ -1,6 +1,6 @@
 """The local launcher runs independent steps at once: GPUs shared by at most --jobs-per-gpu steps (fake GPUs on
 CPU: only CUDA_VISIBLE_DEVICES matters), multi-GPU steps on GPUs of their own, --jobs on a CPU machine,
-dependencies honoured; a killed runner takes its steps with it (parent-death signal) and a restart redoes
+dependencies honoured; a killed runner takes every process of its steps with it (their watchers) and a restart redoes
 nothing; one reproduce per --out; the dry run prices the paper plan.
 
 Each fake step records when it ran (its own clock, in the step) and the CUDA_VISIBLE_DEVICES it saw, so the
@@ -128,6 +128,16 @@ def max_overlap(spans: list) -> int:
     return best
 
 
+def store_records(tmp_path) -> list:
+    path = tmp_path / "results" / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def store_done(tmp_path) -> list:
+    """Ids of the steps the store records as done, in order."""
+    return [r["step"] for r in store_records(tmp_path) if r["status"] == "done"]
+
+
 def check_dependencies(tmp_path):
     steps = read_steps(tmp_path / "results")
     spans = intervals(tmp_path)
@@ -211,12 +221,12 @@ def test_sigkill_of_the_runner_kills_its_steps_and_a_restart_redoes_nothing(tmp_
     proc = subprocess.Popen(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"), env=env,
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while time.time() < deadline:  # the slow steps run and the fast ones are recorded: nothing is finishing now
         started = {e["step"] for e in events(tmp_path) if e["event"] == "start"}
-        if all(any(tag in name for name in started) for tag in slow):
+        if all(any(tag in name for name in started) for tag in slow) and len(store_done(tmp_path)) == 6:
             break
         time.sleep(0.05)
-    proc.kill()  # the runner alone, SIGKILL: its steps must die through their parent-death signal
+    proc.kill()  # the runner alone, SIGKILL: its steps must die with it (their watchers kill them)
     proc.wait()
     before = intervals(tmp_path)
     killed = [s["pid"] for s in before.values() if s["end"] is None]
@@ -351,3 +361,271 @@ def test_every_shipped_transfer_config_has_a_cost_estimate():
     assert shipped == set(CONFIG_PROTOCOLS)
     assert set(CONFIG_PROTOCOLS.values()) == set(TRANSFER_ESTIMATES)
     assert all(ESTIMATES[c]["seconds"] > 0 for c in shipped)
+
+
+# ---- every process of a step dies with the runner ----------------------------------------------------------------
+
+HOLD = r'''# a step that ignores SIGTERM and leaves processes behind: two sleeps in its group, one in a session of
+# its own (as torchrun starts its workers); each records its pid
+trap '' TERM
+out="$1"
+echo "$$ $out main" >> "$HOLD_PIDS"
+if [ "${HOLD_S:-0}" != 0 ]; then
+    sleep "$HOLD_S" & echo "$! $out child" >> "$HOLD_PIDS"
+    (sleep "$HOLD_S" & echo "$! $out grandchild" >> "$HOLD_PIDS"; wait) &
+    setsid sleep "$HOLD_S" & echo "$! $out session" >> "$HOLD_PIDS"
+    wait
+fi
+mkdir -p "$out" && echo '{"mean": 0.5}' > "$out/summary.json"
+'''
+
+
+def write_hold_plan(tmp_path, seeds: int) -> Path:
+    """A plan whose evaluations run HOLD (fake compile, manifest and pre-training before them)."""
+    plan = write_plan(tmp_path, {"r": 1}, seeds=seeds)
+    hold = tmp_path / "hold.sh"
+    hold.write_text(HOLD)
+    plan.write_text(plan.read_text().replace(
+        f'command: [python, {tmp_path / "fake.py"}, "score/{{out}}", "{{out}}"]', f'command: [sh, {hold}, "{{out}}"]'))
+    assert str(hold) in plan.read_text()
+    return plan
+
+
+def hold_env(tmp_path, hold_s):
+    return {**runner_env(tmp_path, sleep=0.1), "HOLD_PIDS": str(tmp_path / "hold_pids"), "HOLD_S": str(hold_s)}
+
+
+def hold_pids(tmp_path) -> list:
+    """(pid, step output folder, role) of every HOLD process started so far."""
+    path = tmp_path / "hold_pids"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(int(p), out, role) for p, out, role in (line.split() for line in lines)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout=120, what="condition"):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_dead(pids, timeout=30) -> list:
+    """The pids still alive after waiting up to `timeout` s for all of them to end."""
+    deadline = time.time() + timeout
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def start_holding_runner(tmp_path, plan, seeds, *extra):
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan, *extra), env=hold_env(tmp_path, 300), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # every evaluation holds its main process and 3 others
+    wait_until(lambda: len(hold_pids(tmp_path)) == 4 * seeds, what="the held processes")
+    return proc
+
+
+def test_sigkill_of_the_runner_kills_grandchildren_too(tmp_path):
+    """Steps that ignore SIGTERM and leave children, grandchildren and a process in another session: a SIGKILLed
+    runner leaves none of them, and its restart starts the steps again with no earlier holder on their GPUs."""
+    plan = write_hold_plan(tmp_path, seeds=4)
+    proc = start_holding_runner(tmp_path, plan, 4, "--gpus", "0,1", "--jobs-per-gpu", "2")
+    proc.kill()
+    proc.wait()
+    pids = [p for p, _, _ in hold_pids(tmp_path)]
+    assert not wait_dead(pids), [h for h in hold_pids(tmp_path) if alive(h[0])]
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--gpus", "0,1", "--jobs-per-gpu", "2"),
+                           env=hold_env(tmp_path, 0), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "an earlier run left running" not in again.stdout  # the watchers had killed everything
+    assert sorted(store_done(tmp_path)) == sorted(s.id for s in read_steps(tmp_path / "results"))
+
+
+def test_restart_kills_what_a_killed_watcher_left(tmp_path):
+    """The runner and the watchers SIGKILLed at once (kill -9 of every fastload process): the steps' leftovers
+    live on, until the restart kills them (one line) before it starts anything."""
+    plan = write_hold_plan(tmp_path, seeds=2)
+    proc = start_holding_runner(tmp_path, plan, 2, "--jobs", "2")
+    watchers = [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent(e) == proc.pid]
+    assert len(watchers) == 2
+    for pid in [proc.pid, *watchers]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    left = [p for p, _, role in hold_pids(tmp_path) if role != "main" and alive(p)]
+    assert len(left) == 6  # what only the watchers would have killed: 3 per step
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--jobs", "2"), env=hold_env(tmp_path, 0), cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    line = next(line for line in again.stdout.splitlines() if "an earlier run left running" in line)
+    assert line.startswith("killed ") and all(str(p) in line for p in left)
+    assert not wait_dead(left, timeout=5)
+    assert sorted(store_done(tmp_path)) == sorted(s.id for s in read_steps(tmp_path / "results"))
+
+
+def _parent(pid) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_ends_in_sigkill_and_a_second_one_does_not_cancel_it(tmp_path, presses):
+    """Ctrl-C asks the steps to stop (SIGTERM, which these ignore): every process of them is killed after the
+    grace period; a second Ctrl-C during the grace period ends the runner at once, and the steps die with it."""
+    plan = write_hold_plan(tmp_path, seeds=1)
+    proc = start_holding_runner(tmp_path, plan, 1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # inside the grace period: the steps ignored SIGTERM
+    assert all(alive(p) for p, _, _ in hold_pids(tmp_path))
+    if presses == 2:
+        proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert not wait_dead([p for p, _, _ in hold_pids(tmp_path)])
+
+
+def test_a_step_that_finished_as_the_runner_died_is_not_run_again(tmp_path):
+    """The runner frozen, a step exits 0, then the runner is killed before it could record it: the restart records
+    the step as done from its watcher's exit status instead of running it again."""
+    plan = write_plan(tmp_path, {"r": 1}, seeds=1)
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan), env=runner_env(tmp_path, sleep=2), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: any(e["step"].startswith("score/") for e in events(tmp_path)), what="the evaluation")
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        exit_file = tmp_path / "results" / "logs" / "score__r__seed0.exit.json"
+        wait_until(exit_file.exists, what=str(exit_file))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert json.loads(exit_file.read_text())["returncode"] == 0
+    assert "score/r/seed0" not in store_done(tmp_path)
+    again = run_plan(tmp_path, plan)
+    assert "score/r/seed0: finished (exit status 0) after the earlier runner died" in again.stdout
+    assert sum(e["event"] == "start" and e["step"].startswith("score/") for e in events(tmp_path)) == 1
+    done = [r for r in store_records(tmp_path) if r["status"] == "done"]
+    assert sorted(r["step"] for r in done) == ["compile/imagenet", "manifest/r", "pretrain/r", "score/r/seed0"]
+    assert next(r for r in done if r["step"] == "score/r/seed0")["recovered"] is True
+
+
+# ---- a study killed mid-transfer and mid-pre-training ------------------------------------------------------------
+
+STUDY = r'''
+import json, os, sys, time
+from pathlib import Path
+role, out = sys.argv[1], Path(sys.argv[2])
+def note(event, **extra):
+    with open(os.environ["RUNNER_LOG"], "a") as f:
+        f.write(json.dumps({"step": f"{role}/{out}", "event": event, "t": time.time(), "pid": os.getpid(),
+                            **extra}) + "\n")
+def seconds():
+    return 60 if any(tag and tag in str(out) for tag in os.environ.get("RUNNER_SLOW", "").split(",")) else 0.3
+if role == "pretrain":
+    # a rank of torchrun (its workers run in sessions of their own); rank 0 writes a checkpoint at once, which a
+    # restart resumes from
+    rank = int(os.environ["RANK"])
+    note("start", rank=rank, resume="--resume" in sys.argv)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "last.pt").write_text("partial")
+    time.sleep(seconds())
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps({"top1": 0.5}))
+        (out / "last.pt").write_text("w")
+    note("end", rank=rank)
+else:
+    # a transfer: a DataLoader with one worker process over a tiny synthetic data set
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    class Tiny(Dataset):
+        def __len__(self):
+            return 4
+        def __getitem__(self, i):
+            if i == 0:
+                note("worker")
+            time.sleep(seconds() / 4)
+            return torch.zeros(2)
+    note("start")
+    for _ in DataLoader(Tiny(), num_workers=1, batch_size=1):
+        pass
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"mean": 0.5}))
+    note("end")
+'''
+
+
+def write_study_plan(tmp_path) -> Path:
+    """Two runs, each pre-trained by torchrun with 2 processes, then 3 transfer seeds with dataloader workers."""
+    plan = write_plan(tmp_path, {"a": 1, "b": 1}, seeds=3)
+    study = tmp_path / "study.py"
+    study.write_text(STUDY)
+    text = plan.read_text().replace(
+        f'pretrain: [python, {tmp_path / "fake.py"}, "pretrain/{{out}}", "{{out}}"]',
+        f'pretrain: [python, -m, torch.distributed.run, --standalone, --nproc_per_node=2, {study}, pretrain, '
+        f'"{{out}}", "{{resume*}}"]').replace(
+        f'command: [python, {tmp_path / "fake.py"}, "score/{{out}}", "{{out}}"]',
+        f'command: [python, {study}, transfer, "{{out}}"]')
+    assert str(study) in text and "torch.distributed.run" in text
+    plan.write_text(text)
+    return plan
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_transfer_and_mid_pretraining(tmp_path):
+    """SIGKILL of the runner while transfers (with a dataloader worker each) and a torchrun pre-training run: no
+    process of any step survives (torchrun's agent and workers, the dataloader workers); the rerun redoes no
+    finished step, resumes the pre-training from its checkpoint, and the store has every step done once."""
+    from fastload.launchers import step_processes
+    plan = write_study_plan(tmp_path)
+    env = {**runner_env(tmp_path), "RUNNER_SLOW": "runs/b,seed1,seed2"}
+    proc = subprocess.Popen(reproduce_argv(tmp_path, plan, "--jobs", "4"), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def under_way():
+        ev = events(tmp_path)
+        ranks_b = {e["rank"] for e in ev if e["step"].startswith("pretrain/") and "runs/b" in e["step"]}
+        workers = {e["step"] for e in ev if e["event"] == "worker" and "/a/seed" in e["step"]}
+        return ranks_b == {0, 1} and sum("seed1" in w or "seed2" in w for w in workers) == 2 \
+            and "score/a/seed0" in store_done(tmp_path)
+    try:
+        wait_until(under_way, timeout=240, what="pre-training b and the transfers of a")
+    finally:
+        proc.kill()
+        proc.wait()
+    before = store_records(tmp_path)
+    finished = set(store_done(tmp_path))
+    assert "pretrain/b" not in finished and "score/a/seed1" not in finished
+    tokens = {r["token"] for r in before if r["status"] == "started"}
+    pids = {e["pid"] for e in events(tmp_path)}
+    deadline = time.time() + 30
+    while (step_processes(tokens) or any(alive(p) for p in pids)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not step_processes(tokens), "processes of the steps outlived the runner"
+    assert not [p for p in pids if alive(p)]
+
+    again = subprocess.run(reproduce_argv(tmp_path, plan, "--jobs", "4"), env=runner_env(tmp_path), cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    starts = {}
+    for e in events(tmp_path):
+        if e["event"] == "start":
+            starts.setdefault(e["step"], []).append(e)
+    steps = read_steps(tmp_path / "results")
+    by_out = {s.id: s.out for s in steps}
+    for sid in finished:  # not redone
+        if sid.startswith(("score/", "pretrain/")):
+            role = "transfer" if sid.startswith("score/") else "pretrain"
+            assert len(starts[f"{role}/{by_out[sid]}"]) == (2 if role == "pretrain" else 1), sid
+    resumed = starts[f"pretrain/{by_out['pretrain/b']}"]
+    assert [e["resume"] for e in resumed] == [False, False, True, True]  # 2 ranks, killed, then resumed
+    done = store_done(tmp_path)
+    assert sorted(done) == sorted(s.id for s in steps)  # every step done exactly once
+    assert [r for r in store_records(tmp_path)[:len(before)]] == before  # nothing written before the kill is lost

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import FastloadError, UsageError
 from ..files import atomic_open
 from . import features as F
+from .provenance import OutputFileLock, inputs_of, reuse_with_sidecar, write_sidecar_inputs
 
 DEFAULT_LABELSET = "top_down@127"  # top_down_127 on ImageNet-1k; its nearest step on another dataset
 TABLE_COLUMNS = ("coarse_wnid", "name", "subclasses", "images", "coarse_acc", "fine_acc", "gap")
@@ -65,10 +66,10 @@ def coarse_fine(checkpoint, beton_dir, *, labelset: str = DEFAULT_LABELSET, min_
     """The coarse-fine table of a fine-class `checkpoint` on the val beton of `beton_dir`, grouped by `labelset`.
 
     Writes it as TSV to `out` (default: coarse_fine_<labelset>.tsv next to the checkpoint), prints the `show`
-    largest and smallest gaps, and returns the rows.
+    largest and smallest gaps, and returns the rows. An `out` made from the same inputs (its sidecar
+    OUT.inputs.json) is read back as it is; one made from other inputs is refused (provenance).
     """
     from ..labelsets import class_labels as labels_of_classes, resolve_label_set
-    from ..wordnet import default_tree
     if min_subclasses < 1:
         raise UsageError(f"--min-subclasses must be >= 1, got {min_subclasses}")
     ex = F.extraction(batch_size, resolution, device, num_workers)
@@ -77,10 +78,32 @@ def coarse_fine(checkpoint, beton_dir, *, labelset: str = DEFAULT_LABELSET, min_
     class_wnids = [str(w) for w in index.class_wnids]
     label_set = resolve_label_set(labelset, class_wnids)
     coarse_wnids, class_to_coarse = coarse_ids(labels_of_classes(label_set, class_wnids))
+    out = Path(out or Path(checkpoint).parent / f"coarse_fine_{label_set.name}.tsv")
+    with OutputFileLock(out, "fastload coarse-fine"):
+        inputs = inputs_of({"model": checkpoint}, betons, None,
+                           {"labelset": label_set.name, "min_subclasses": min_subclasses, "batch_size": batch_size,
+                            "resolution": resolution, "device": ex.device.type})
+        if reuse_with_sidecar(out, inputs):
+            table = read_table(out)
+        else:
+            table = compute_table(checkpoint, betons["val"], index, class_wnids, class_to_coarse, coarse_wnids, ex,
+                                  min_subclasses, labelset, beton_dir)
+            # OUT does not exist here (else it was reused or refused): its inputs go first, so that a crash in
+            # between leaves inputs without a table (computed again), never a table without its inputs
+            write_sidecar_inputs(out, inputs)
+            write_table(table, out)
+    print_table(table, show, label_set.name, out)
+    return table
+
+
+def compute_table(checkpoint, beton, index, class_wnids, class_to_coarse, coarse_wnids, ex, min_subclasses,
+                  labelset, beton_dir) -> list:
+    """Predict every val image with `checkpoint` and group the hits by coarse class (coarse_fine_table)."""
+    from ..wordnet import default_tree
     model, meta = F.load_model(checkpoint)
     out_to_class = model_to_dataset_classes(list(meta.get("label_wnids") or []), class_wnids, checkpoint)
     rows = np.arange(len(index), dtype=np.int64)
-    outputs = F.predict_from_beton(model, betons["val"], index, rows, **ex.loader_kwargs(meta))
+    outputs = F.predict_from_beton(model, beton, index, rows, **ex.loader_kwargs(meta))
     table = coarse_fine_table(index.class_id[rows], out_to_class[outputs], class_to_coarse, min_subclasses)
     if not table:
         raise UsageError(f"no coarse label of {labelset} has >= {min_subclasses} sub-classes in "
@@ -89,10 +112,15 @@ def coarse_fine(checkpoint, beton_dir, *, labelset: str = DEFAULT_LABELSET, min_
     for r in table:
         r["coarse_wnid"] = coarse_wnids[r["coarse"]]
         r["name"] = tree.lemma(r["coarse_wnid"])
-    out = Path(out or Path(checkpoint).parent / f"coarse_fine_{label_set.name}.tsv")
-    write_table(table, out)
-    print_table(table, show, label_set.name, out)
     return table
+
+
+def read_table(path) -> list:
+    """The rows of a table written by `write_table`."""
+    with open(path, newline="") as f:
+        return [{"coarse_wnid": r["coarse_wnid"], "name": r["name"], "subclasses": int(r["subclasses"]),
+                 "images": int(r["images"]), "coarse_acc": float(r["coarse_acc"]), "fine_acc": float(r["fine_acc"]),
+                 "gap": float(r["gap"])} for r in csv.DictReader(f, delimiter="\t")]
 
 
 def coarse_ids(class_labels: list) -> tuple:

@@ -128,10 +128,13 @@ def collect_outputs(model, batches, n: int, layer: str = "fc7", device="cpu", ou
 
 def extract_from_beton(model, beton_path, index, rows, layer: str = "fc7", batch_size: int = DEFAULT_BATCH_SIZE,
                        resolution: int = 227, device="cpu", num_workers: int = 2, out_path=None, desc="features",
-                       dtype=FEATURE_DTYPE):
+                       dtype=FEATURE_DTYPE, model_fingerprint: str = None):
     """Activations of `layer` for rows `rows` (sorted int64) of `beton_path`, whose index is `index`.
 
-    Returns (outputs [len(rows), dim] of `dtype`, fine class ids int64 [len(rows)]).
+    Returns (outputs [len(rows), dim] of `dtype`, fine class ids int64 [len(rows)]). With `out_path` the outputs
+    are a .npy memmap there, renamed into place once complete, with their inputs beside it (OUT.key.json: see
+    `cache_key`); given `model_fingerprint` (provenance.file_fingerprint of the checkpoint), a later call with the
+    same inputs reads that file instead of running the network, and one with other inputs computes it again.
     """
     from ..loader import make_loader
     rows = np.asarray(rows, dtype=np.int64)
@@ -139,15 +142,73 @@ def extract_from_beton(model, beton_path, index, rows, layer: str = "fc7", batch
         raise UsageError(f"no rows of {beton_path} to extract features from")
     if np.any(np.diff(rows) <= 0):
         raise UsageError("rows must be sorted and unique (the loader reads them in file order)")
+    expected = index.class_id[rows]
+    key = None
+    if out_path is not None and model_fingerprint:
+        key = cache_key(model_fingerprint, beton_path, rows, layer, resolution, device, dtype)
+        cached = read_cached(out_path, key, len(rows))
+        if cached is not None:
+            return cached, expected.astype(np.int64)
     loader = make_loader(str(beton_path), rows, identity_lookup(index.num_classes), batch_size, resolution,
                          train=False, device=str(device), num_workers=num_workers, drop_last=False)
-    feats, labels = collect_outputs(model, loader, len(rows), layer, device, out_path, desc, dtype)
-    expected = index.class_id[rows]
+    if out_path is None:
+        feats, labels = collect_outputs(model, loader, len(rows), layer, device, None, desc, dtype)
+        check_labels(beton_path, rows, labels, expected)
+        return feats, labels
+    from ..files import atomic_path, write_json
+    key_path(out_path).unlink(missing_ok=True)  # the file is about to change: no key may vouch for it meanwhile
+    with atomic_path(out_path) as tmp:
+        feats, labels = collect_outputs(model, loader, len(rows), layer, device, tmp, desc, dtype)
+        check_labels(beton_path, rows, labels, expected)
+        feats.flush()
+    if key is not None:
+        write_json(key_path(out_path), key)
+    return feats, labels
+
+
+def check_labels(beton_path, rows, labels, expected) -> None:
     if not np.array_equal(labels, expected):
         bad = int(np.flatnonzero(labels != expected)[0])
         raise FastloadError(f"{beton_path}: the loader's label for row {rows[bad]} is {labels[bad]}, the index says "
                             f"{expected[bad]}: the beton and its index do not match, or the order was changed")
-    return feats, labels
+
+
+def key_path(out_path):
+    from pathlib import Path
+    return Path(f"{out_path}.key.json")
+
+
+def cache_key(model_fingerprint: str, beton_path, rows, layer, resolution: int, device, dtype) -> dict:
+    """What a features file depends on: the checkpoint, the beton, the rows, the layer, the crop, the device type
+    (bfloat16 autocast on CUDA) and the stored dtype."""
+    import hashlib
+    from .provenance import beton_identity
+    return {"checkpoint": model_fingerprint, "beton": beton_identity(beton_path),
+            "rows": hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16],
+            "layer": layer, "resolution": int(resolution), "device": torch.device(device).type,
+            "dtype": np.dtype(dtype).str}
+
+
+def read_cached(out_path, key: dict, n: int):
+    """The features at `out_path` when its key file says `key` made them (a memmap, read-only); else None, with
+    one line naming what differs when another key made them."""
+    import json
+    from pathlib import Path
+    try:
+        recorded = json.loads(key_path(out_path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if recorded != key:
+        diff = ", ".join(f"{k} {recorded.get(k)} there, {key[k]} now" for k in key if recorded.get(k) != key[k])
+        print(f"{out_path}: features of other inputs ({diff}): computing them again")
+        return None
+    if not Path(out_path).is_file():
+        return None
+    feats = np.load(out_path, mmap_mode="r")
+    if feats.shape[0] != n:
+        return None
+    print(f"{out_path}: features of the same checkpoint, rows and settings: reused")
+    return feats
 
 
 def predict_from_beton(model, beton_path, index, rows, **kwargs) -> np.ndarray:

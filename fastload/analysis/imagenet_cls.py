@@ -123,9 +123,20 @@ def imagenet_cls(checkpoint, beton_dir, *, epochs: int = 10, max_iters: int = 0,
                  batch_size: int = 256, resolution: int = 0, device: str = "auto", num_workers: int = 2) -> dict:
     """Train a new fc8 of `checkpoint` on the train beton of `beton_dir` (at most `max_iters` iterations when
     > 0), measure top-1/top-5 on its val beton; writes the result JSON to `out` (default: imagenet_cls.json next
-    to the checkpoint) and returns it."""
-    from ..loader import make_loader
-    from .features import extraction, feature_layer, identity_lookup, load_compiled, load_model
+    to the checkpoint) and returns it. An `out` made from the same inputs is returned as it is; one made from
+    other inputs is refused (provenance)."""
+    from .provenance import OutputFileLock
+    out = Path(out or Path(checkpoint).parent / "imagenet_cls.json")
+    with OutputFileLock(out, "fastload imagenet-cls"):
+        return _imagenet_cls(checkpoint, beton_dir, out, epochs=epochs, max_iters=max_iters, lr=lr,
+                             momentum=momentum, weight_decay=weight_decay, seed=seed, batch_size=batch_size,
+                             resolution=resolution, device=device, num_workers=num_workers)
+
+
+def _imagenet_cls(checkpoint, beton_dir, out: Path, *, epochs, max_iters, lr, momentum, weight_decay, seed,
+                  batch_size, resolution, device, num_workers) -> dict:
+    from .features import extraction, load_compiled, load_model
+    from .provenance import inputs_of, reuse_json
     ex = extraction(batch_size, resolution, device, num_workers)
     betons, indexes = load_compiled(beton_dir)
     if len(indexes["train"]) < batch_size:
@@ -133,8 +144,31 @@ def imagenet_cls(checkpoint, beton_dir, *, epochs: int = 10, max_iters: int = 0,
                          f"{betons['train']}: lower --batch-size")
     num_classes = indexes["train"].num_classes
     model, meta = load_model(checkpoint)
-    fc8 = replace_fc8(model, num_classes, seed)
     kw = ex.loader_kwargs(meta)
+    inputs = inputs_of({"model": checkpoint}, betons, seed,
+                       {"epochs": epochs, "max_iters": max_iters, "lr": lr, "momentum": momentum,
+                        "weight_decay": weight_decay, "batch_size": batch_size, "resolution": kw["resolution"],
+                        "device": ex.device.type})
+    result = reuse_json(out, inputs)
+    computed = result is None
+    if computed:
+        result = train_and_evaluate(model, meta, betons, indexes, ex, kw, seed=seed, epochs=epochs,
+                                    max_iters=max_iters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        result = {"checkpoint": str(checkpoint), **result, "inputs": inputs}
+        write_json(out, result, indent=1)
+    top5 = f" top5 {result['top5']:.4f}" if "top5" in result else ""
+    print(f"ImageNet CLS with a new fc8 on {checkpoint}: top1 {result['top1']:.4f}{top5} "
+          f"({result['val_images']} val images); {'wrote' if computed else 'kept'} {out}")
+    return result
+
+
+def train_and_evaluate(model, meta, betons, indexes, ex, kw, *, seed, epochs, max_iters, lr, momentum,
+                       weight_decay) -> dict:
+    """Replace fc8, train it on the train beton, measure it on the val beton; the result without its inputs."""
+    from ..loader import make_loader
+    from .features import feature_layer, identity_lookup
+    num_classes = indexes["train"].num_classes
+    fc8 = replace_fc8(model, num_classes, seed)
     loaders = {s: make_loader(str(betons[s]), np.arange(len(indexes[s]), dtype=np.int64),
                               identity_lookup(num_classes), kw["batch_size"], kw["resolution"], train=(s == "train"),
                               device=str(ex.device), num_workers=ex.num_workers, seed=seed) for s in betons}
@@ -144,12 +178,6 @@ def imagenet_cls(checkpoint, beton_dir, *, epochs: int = 10, max_iters: int = 0,
     start = time.perf_counter()
     losses = train_fc8(model, fc8, loaders["train"], total_iters, epochs=epochs, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, device=ex.device, layer=feature_layer(meta["arch"]))
-    result = {"checkpoint": str(checkpoint), "pretrain_labels": int(meta["num_classes"]),
-              "num_classes": num_classes, "iterations": total_iters, "train_losses": losses,
-              **evaluate_topk(model, loaders["val"], ex.device), "seconds": time.perf_counter() - start}
-    out = Path(out or Path(checkpoint).parent / "imagenet_cls.json")
-    write_json(out, result, indent=1)
-    top5 = f" top5 {result['top5']:.4f}" if "top5" in result else ""
-    print(f"ImageNet CLS with a new fc8 on {checkpoint}: top1 {result['top1']:.4f}{top5} "
-          f"({result['val_images']} val images); wrote {out}")
-    return result
+    return {"pretrain_labels": int(meta["num_classes"]), "num_classes": num_classes, "iterations": total_iters,
+            "train_losses": losses, **evaluate_topk(model, loaders["val"], ex.device),
+            "seconds": time.perf_counter() - start}

@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import UsageError
 from . import features as F
 from .knn import DEFAULT_CHUNK_ROWS, knn_search, topk_accuracy
+from .provenance import OutputFileLock, inputs_of, reuse_json
 
 CLASS_CHOICES = ("unseen", "all")
 TOPK = (1, 5)
@@ -59,16 +60,18 @@ def check_checkpoint_labels(meta: dict, class_labels: list, labelset: str, check
 
 
 def score_checkpoint(checkpoint, betons, indexes, rows, extraction: F.Extraction, layer: str, features_dir,
-                     chunk_rows: int, name: str) -> dict:
+                     chunk_rows: int, name: str, fingerprint: str = None) -> dict:
     """Extract the features of database and query rows with one checkpoint, and score them. `layer` None: the
-    checkpoint's architecture's feature layer (features.FEATURE_LAYERS)."""
+    checkpoint's architecture's feature layer (features.FEATURE_LAYERS). With `features_dir`, the features are
+    kept there and reused by a later call with the same checkpoint (`fingerprint`), rows and settings."""
     model, meta = F.load_model(checkpoint)
     layer = layer or F.feature_layer(meta["arch"])
     out = {}
     for split in ("train", "val"):
         out_path = (Path(features_dir) / f"{name}_{split}_{layer}.npy") if features_dir else None
         out[split] = F.extract_from_beton(model, betons[split], indexes[split], rows[split], layer=layer,
-                                          out_path=out_path, desc=f"{name} {split}", **extraction.loader_kwargs(meta))
+                                          out_path=out_path, desc=f"{name} {split}", model_fingerprint=fingerprint,
+                                          **extraction.loader_kwargs(meta))
     result = nn_accuracy(out["train"][0], out["train"][1], out["val"][0], out["val"][1], device=extraction.device,
                          chunk_rows=chunk_rows)
     return {"checkpoint": str(checkpoint), "arch": meta["arch"], "layer": layer, "num_labels": int(meta["num_classes"]),
@@ -96,6 +99,7 @@ def induction(checkpoint, labelset: str, beton_dir, *, baseline=None, classes: s
     features of `layer` (default: each checkpoint's architecture's feature layer, fc7 for AlexNet).
 
     Writes the result JSON to `out` (default: induction_<labelset>.json next to the checkpoint) and returns it.
+    An `out` made from the same inputs is returned as it is; one made from other inputs is refused (provenance).
     """
     from ..labelsets import class_labels as labels_of_classes, resolve_label_set
     ex = F.extraction(batch_size, resolution, device, num_workers)
@@ -108,17 +112,29 @@ def induction(checkpoint, labelset: str, beton_dir, *, baseline=None, classes: s
         raise UsageError(f"label set {labelset} keeps every class of {beton_dir} as its own label: no "
                          "unseen classes to evaluate (use --classes all to evaluate every class)")
     rows = select_rows(indexes, mask, db_per_class, queries_per_class, seed, beton_dir)
-    if features_dir:
-        os.makedirs(features_dir, exist_ok=True)
-    _, meta = F.load_model(checkpoint)
-    check_checkpoint_labels(meta, class_labels, labelset, checkpoint)
-    scored = {"model": checkpoint, "baseline": baseline}
-    result = {"labelset": label_set.name, "classes": classes,
-              "evaluated_class_wnids": [w for w, m in zip(class_wnids, mask) if m]}
-    for name, path in scored.items():
-        if path:
-            result[name] = score_checkpoint(path, betons, indexes, rows, ex, layer, features_dir, chunk_rows, name)
-    write_json(result, out or Path(checkpoint).parent / f"induction_{label_set.name}.json")
+    out = Path(out or Path(checkpoint).parent / f"induction_{label_set.name}.json")
+    with OutputFileLock(out, "fastload induction"):
+        scored = {"model": checkpoint, "baseline": baseline}
+        inputs = inputs_of(scored, betons, seed,
+                           {"labelset": label_set.name, "classes": classes, "layer": layer,
+                            "db_per_class": db_per_class, "queries_per_class": queries_per_class,
+                            "batch_size": batch_size, "resolution": resolution, "device": ex.device.type})
+        result = reuse_json(out, inputs)
+        if result is None:
+            if features_dir:
+                os.makedirs(features_dir, exist_ok=True)
+            _, meta = F.load_model(checkpoint)
+            check_checkpoint_labels(meta, class_labels, labelset, checkpoint)
+            result = {"labelset": label_set.name, "classes": classes,
+                      "evaluated_class_wnids": [w for w, m in zip(class_wnids, mask) if m]}
+            for name, path in scored.items():
+                if path:
+                    result[name] = score_checkpoint(path, betons, indexes, rows, ex, layer, features_dir,
+                                                    chunk_rows, name, inputs["checkpoints"][name])
+            result["inputs"] = inputs
+            write_json(result, out)
+        else:
+            result["written_to"] = str(out)
     print_result(result)
     return result
 

@@ -1,4 +1,5 @@
 """fastload coarse-fine: per coarse class, coarse accuracy minus mean fine accuracy of a 1000-class model (Fig. 6)."""
+from ..analysis.provenance import REUSE_HELP
 from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
 
 
@@ -12,7 +13,8 @@ def configure(p):
     add_feature_arguments(p)
     p.add_argument("--show", type=int, default=10, help="how many top and bottom classes to print (default: 10)")
     p.add_argument("--out", default=None,
-                   help="full table as TSV (default: coarse_fine_<labelset>.tsv next to --checkpoint)")
+                   help="full table as TSV (default: coarse_fine_<labelset>.tsv next to --checkpoint; its inputs "
+                        "in OUT.inputs.json)" + REUSE_HELP)
 
 
 def run(args):

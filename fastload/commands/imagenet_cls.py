@@ -1,4 +1,5 @@
 """fastload imagenet-cls: freeze a label-set network below fc8, train a new fc8 on every class (paper Fig. 1, 2)."""
+from ..analysis.provenance import REUSE_HELP
 from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
 
 
@@ -11,7 +12,8 @@ def configure(p):
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, 0 <= m < 1 (default: 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay, >= 0 (default: 5e-4)")
     p.add_argument("--seed", type=int, default=0, help="seed of fc8's initialisation and the data order")
-    p.add_argument("--out", default=None, help="result JSON (default: imagenet_cls.json next to --checkpoint)")
+    p.add_argument("--out", default=None,
+                   help="result JSON (default: imagenet_cls.json next to --checkpoint)" + REUSE_HELP)
 
 
 def run(args):

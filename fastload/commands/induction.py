@@ -1,4 +1,5 @@
 """fastload induction: nearest-neighbour accuracy on the classes a label set never trained as labels (Fig. 4)."""
+from ..analysis.provenance import REUSE_HELP
 from .common import FEATURE_LAYER_HELP, add_feature_arguments, check_output_file, feature_settings, require_at_least
 
 CLASS_CHOICES = ("unseen", "all")
@@ -24,9 +25,11 @@ def configure(p):
                    help="database rows per similarity chunk of the neighbour search (default: the search's own, "
                         "fastload.analysis.knn.DEFAULT_CHUNK_ROWS: 1 GiB of fc7 features)")
     p.add_argument("--features-dir", default=None,
-                   help="keep the features as .npy memmaps in this folder instead of in memory")
+                   help="keep the features as .npy memmaps in this folder instead of in memory, each with the "
+                        "inputs that made it (NAME.npy.key.json): a later run with the same checkpoint, rows and "
+                        "settings reads them back; other inputs compute them again")
     p.add_argument("--out", default=None,
-                   help="result JSON (default: induction_<labelset>.json next to --checkpoint)")
+                   help="result JSON (default: induction_<labelset>.json next to --checkpoint)" + REUSE_HELP)
 
 
 def run(args):

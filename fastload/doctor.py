@@ -103,6 +103,26 @@ def check_wordnet() -> Check:
         return Check("wordnet", False, f"nltk {nltk_check.detail}; {e}", SYSTEM_PACKAGES_HINT)
 
 
+def check_breeds() -> Check:
+    """The optional BREEDS hierarchy files: where they were found, or that the BREEDS label sets are off."""
+    import os
+
+    from .breeds import BREEDS_ENV, BreedsHierarchy, breeds_dir, missing_breeds_files
+    from .errors import FastloadError
+    folder = breeds_dir()
+    via = f" (${BREEDS_ENV})" if os.environ.get(BREEDS_ENV, "").strip() else ""
+    missing = missing_breeds_files(folder)
+    if missing:
+        return Check("breeds", None, f"hierarchy not found in {folder}{via} (no {', '.join(missing)}): optional, only "
+                                     "the BREEDS label sets need it; datasets/breeds/README.md says where to get it")
+    try:
+        hierarchy = BreedsHierarchy(folder)
+    except FastloadError as e:
+        return Check("breeds", None, f"hierarchy in {folder}{via} unreadable, the BREEDS label sets fail: {e}")
+    return Check("breeds", True, f"hierarchy in {folder}{via}: {len(hierarchy.leaves)} classes, "
+                                 f"{len(hierarchy.level)} nodes")
+
+
 def check_transfer_stack() -> list:
     """mmengine, mmcv (with its compiled ops), mmdet, and on which devices the shipped configs' ops run."""
     checks = [check_module("mmengine", "fastload transfer"), check_module("mmcv.ops", "fastload transfer"),
@@ -138,7 +158,7 @@ def check_slurm() -> Check:
 def run_checks() -> list:
     checks = [check_python(), *check_torch(), check_module("torchvision", "RoI pooling and NMS in transfer"),
               check_module("ffcv", "compile, pre-training and the analyses' loaders"),
-              check_module("numba", "the manifest kernels and the loader"), check_wordnet(),
+              check_module("numba", "the manifest kernels and the loader"), check_wordnet(), check_breeds(),
               *check_transfer_stack(), check_slurm()]
     return checks
 

@@ -5,7 +5,11 @@ All are built from the WordNet tree (fastload.wordnet), none typed in by hand, a
 - top-down: replace every label by its parent, then merge each label into any other label on its parent chain;
 - PASCAL-removed: drop every class with a PASCAL VOC category among its hypernyms (any path);
 - minimal split: whole depth-4 subtrees to two splits, largest first, each to the currently smaller split;
-- random split: a seeded random partition of the same sizes.
+- random split: a seeded random partition of the same sizes;
+- BREEDS (fastload.breeds): entity13, entity30, living17, nonliving26 labelled by superclass, and their
+  `_source` / `_target` halves; classes outside a set are excluded. Built only when the BREEDS hierarchy files
+  are found (fastload.breeds.breeds_dir); naming one without them is the error saying which file is missing;
+- any cut of the tree from a declarative spec (fastload.taxonomy): a .yaml file or an inline `{...}` mapping.
 
 A `LabelSet` is the one label-lookup path used by manifests, training, evaluation and analyses.
 """
@@ -198,22 +202,57 @@ def build_label_sets(wnids=None, tree=None, split_depth=4, random_seed=0) -> dic
     ra, rb = random_split(len(wnids), sum(in_a), random_seed)
     add("random_split_a", [w if a else None for w, a in zip(wnids, ra)], f"random split A (seed {random_seed})")
     add("random_split_b", [w if b else None for w, b in zip(wnids, rb)], f"random split B (seed {random_seed})")
+    from .breeds import breeds_available
+    if breeds_available():  # optional user-supplied files; `labelsets list` says when they are absent
+        add_breeds_sets(add, wnids)
     return sets
 
 
-@functools.lru_cache(maxsize=None)
+def add_breeds_sets(add, wnids):
+    """The BREEDS benchmarks over `wnids` (fastload.breeds): `add(name, mapping, description)` for each."""
+    from .breeds import breeds_class_labels, breeds_set_descriptions, parse_breeds_name
+    for name, description in breeds_set_descriptions().items():
+        base, part = parse_breeds_name(name)
+        add(name, breeds_class_labels(base, wnids, part), description)
+
+
+def breeds_folder_key():
+    """The BREEDS folder in use as a cache key: its path when it holds the files, else None."""
+    from .breeds import breeds_dir, missing_breeds_files
+    folder = breeds_dir()
+    return None if missing_breeds_files(folder) else str(folder)
+
+
 def builtin_label_sets() -> dict:
+    """Every built-in label set over ImageNet-1k (the BREEDS ones when the hierarchy files are found)."""
+    return _builtin_label_sets(breeds_folder_key())
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_label_sets(breeds_folder) -> dict:
     return build_label_sets()
 
 
+def require_breeds_for(name: str):
+    """A BREEDS set name without the hierarchy files: the error naming the missing file, before 'unknown'."""
+    from .breeds import parse_breeds_name, require_breeds_dir
+    if parse_breeds_name(name):
+        require_breeds_dir()
+
+
 def get_label_set(name: str) -> LabelSet:
-    """A built-in label set by name, or a label set read from a `class<TAB>label` .tsv file path."""
+    """A built-in label set by name, a label set read from a `class<TAB>label` .tsv file path, or one built
+    from a spec (a .yaml/.yml file or an inline `{...}` mapping, see fastload.taxonomy) over ImageNet-1k."""
+    if is_spec(name):
+        from .taxonomy import label_set_from_spec
+        return label_set_from_spec(name, imagenet_wnids())
     if name.endswith(".tsv") or "/" in name:
         if not Path(name).is_file():
             raise FastloadError(f"label-set file {name} does not exist")
         return LabelSet.from_tsv(name)
     sets = builtin_label_sets()
     if name not in sets:
+        require_breeds_for(name)
         raise UsageError(f"unknown label set '{name}'; choose one of: {', '.join(sets)} (or a .tsv file)")
     return sets[name]
 
@@ -224,8 +263,12 @@ IMAGENET_CLASSES = 1000  # FAMILY@K counts are in ImageNet-1k terms
 FAMILIES = ("bottom_up", "top_down")
 
 
-@functools.lru_cache(maxsize=8)
 def _label_sets_over(class_wnids: tuple) -> dict:
+    return _label_sets_over_cached(class_wnids, breeds_folder_key())
+
+
+@functools.lru_cache(maxsize=8)
+def _label_sets_over_cached(class_wnids: tuple, breeds_folder) -> dict:
     if sorted(class_wnids) == imagenet_wnids():
         return builtin_label_sets()
     return build_label_sets(list(class_wnids))
@@ -241,9 +284,13 @@ def resolve_label_set(name: str, class_wnids):
       classes (ties: the larger; never the 1-label step unless K=1), i.e. K in ImageNet-1k terms; on ImageNet-1k
       `bottom_up@918` is `bottom_up_918`;
     - `A+B`: the union of two label sets that keep disjoint classes (e.g. minimal_split_a+minimal_split_b = full);
-    - a path to a `class<TAB>label` .tsv file.
+    - a path to a `class<TAB>label` .tsv file;
+    - a spec: a .yaml/.yml file or an inline `{...}` YAML mapping (fastload.taxonomy), built over these classes.
     """
     class_wnids = [str(w) for w in class_wnids]
+    if is_spec(name):
+        from .taxonomy import label_set_from_spec
+        return label_set_from_spec(name, class_wnids)
     if "+" in name:
         return _union(name, [resolve_label_set(part, class_wnids) for part in name.split("+")], class_wnids)
     if name == "full":
@@ -254,10 +301,16 @@ def resolve_label_set(name: str, class_wnids):
     if "@" in name:
         return _nearest_step(name, sets, len(class_wnids))
     if name not in sets:
+        require_breeds_for(name)
         hint = "; for a family step in ImageNet-1k terms use bottom_up@K or top_down@K" if "_" in name else ""
         raise UsageError(f"label set '{name}' is not defined over this index's {len(class_wnids)} classes; choose "
                          f"one of: {', '.join(sets)}{hint}")
     return sets[name]
+
+
+def is_spec(name: str) -> bool:
+    """A label-set spec rather than a name: an inline `{...}` mapping or a .yaml/.yml file."""
+    return name.lstrip().startswith("{") or name.endswith((".yaml", ".yml"))
 
 
 def _nearest_step(name, sets, num_classes):

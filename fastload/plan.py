@@ -111,6 +111,11 @@ KINDS = {
     "coarse_fine": Kind(("fastload", "coarse-fine", "--checkpoint", "{checkpoint}", "--labelset", "{labelset}",
                          "--beton-dir", "{compiled}", "--out", "{out}/coarse_fine.tsv", "{args*}"),
                         result="coarse_fine.tsv", evaluation=True, allowed=frozenset({"labelset"})),
+    # BREEDS subpopulation shift: new fc8 on a BREEDS set's source subclasses; the number is target top-1, the
+    # report's subpop table shows source beside it ("--breeds NAME" goes in the evaluation's args)
+    "subpop": Kind(("fastload", "subpop", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
+                    "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
+                   result="summary.json", evaluation=True, metric="target_top1", seeded=True),
     # any command of the user's (an argv template in the evaluation's `command`)
     "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
                   allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,

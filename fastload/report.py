@@ -376,6 +376,30 @@ def all_results_table(plan, numbers) -> list:
     return lines + [""]
 
 
+def subpop_table(plan, done: list) -> list:
+    """BREEDS subpopulation shift: per run and subpop evaluation, source and target top-1 and their gap, each
+    mean ± std over seeds (empty when the plan ran no subpop evaluation)."""
+    values = {}
+    for rec in done:
+        ev = plan.evaluations.get(rec.get("evaluation"))
+        metrics = rec.get("metrics") or {}
+        if ev is None or ev.kind != "subpop" or rec.get("run") is None:
+            continue
+        cell = values.setdefault((rec["run"], ev.name, str(metrics.get("breeds", "?"))), {})
+        for key in ("source_top1", "target_top1", "shift_top1"):
+            if dig(metrics, key) is not None:
+                cell.setdefault(key, {})[rec.get("seed")] = dig(metrics, key)
+    if not values:
+        return []
+    lines = ["### Subpopulation shift (BREEDS): a new last layer trained on the source subclasses", "",
+             "| run | evaluation | BREEDS set | source top-1 | target top-1 | source − target |",
+             "|---|---|---|---|---|---|"]
+    for (run, ev, breeds), cell in sorted(values.items()):
+        row = " | ".join(fmt(stats(cell.get(k, {}))) for k in ("source_top1", "target_top1", "shift_top1"))
+        lines.append(f"| {run} | {label_of(plan, ev)} | {breeds} | {row} |")
+    return lines + [""]
+
+
 # ---------------------------------------------------------------- figures (every number in percent)
 
 def _pyplot():
@@ -650,6 +674,7 @@ def write_report(results_dir) -> Path:
         maker = columns_table if kind == "columns" else grid_table
         lines += maker(plan, numbers, paper, tab_id, title, src)
     lines += control_table(plan, numbers) + differences_table(plan, numbers, baselines, paper, src)
+    lines += subpop_table(plan, done)
     lines += all_results_table(plan, numbers)
     if failed:
         lines += ["### Failed steps (rerun `fastload reproduce` with the same --out to retry)", ""]

@@ -109,6 +109,8 @@ ESTIMATES = {
                                                 "step's rate (~11 min) and a new fc8 trained on them"},
     "induction": {"seconds": 900, "source": "assumption: fc7 features of ImageNet train + val and a kNN search"},
     "coarse_fine": {"seconds": 900, "source": "assumption: fc7 features and nearest neighbours, as induction"},
+    "subpop": {"seconds": 600, "source": "assumption: as imagenet_cls on a BREEDS set's images (entity30: 120 "
+                                         "source classes to train on, 240 to test), plus process start"},
 }
 
 

@@ -35,3 +35,30 @@ def run_cli(*args, env=None, check=False, timeout=600, cwd=None):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def synthetic_breeds_dir(tmp_path_factory):
+    """A folder holding the small BREEDS-format hierarchy of tests/breeds_fixture.py (written once a session)."""
+    from breeds_fixture import write_hierarchy
+    return write_hierarchy(tmp_path_factory.mktemp("breeds"))
+
+
+@pytest.fixture
+def synthetic_breeds(synthetic_breeds_dir, monkeypatch):
+    """FASTLOAD_BREEDS_DIR points at the synthetic hierarchy, in this process and the CLI subprocesses it starts."""
+    monkeypatch.setenv("FASTLOAD_BREEDS_DIR", str(synthetic_breeds_dir))
+    return synthetic_breeds_dir
+
+
+@pytest.fixture
+def real_breeds(monkeypatch):
+    """The published BREEDS hierarchy files, from $FASTLOAD_BREEDS_DIR or datasets/breeds/; skips without them."""
+    from fastload.breeds import BREEDS_ENV, breeds_dir, missing_breeds_files
+    folder = breeds_dir()
+    missing = missing_breeds_files(folder)
+    if missing:
+        pytest.skip(f"needs the published BREEDS hierarchy files ({', '.join(missing)} not in {folder}): set "
+                    f"{BREEDS_ENV} or copy them into datasets/breeds/ (datasets/breeds/README.md)")
+    monkeypatch.setenv(BREEDS_ENV, str(folder))
+    return folder

@@ -9,7 +9,7 @@ from fastload import doctor
 from fastload.cli import main as cli_main
 from fastload.wordnet import load_wordnet
 
-NAMES = ("python", "torch", "gpus", "torchvision", "ffcv", "numba", "wordnet", "mmengine", "slurm")
+NAMES = ("python", "torch", "gpus", "torchvision", "ffcv", "numba", "wordnet", "breeds", "mmengine", "slurm")
 
 
 def run_doctor(capsys):
@@ -87,3 +87,19 @@ def test_missing_transfer_stack_is_named(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "mmdet", None)
     rc, out = run_doctor(capsys)
     assert rc == 1 and lines_of(out)["mmdet"] == "MISSING" and "needed for fastload transfer" in out
+
+
+def test_the_breeds_line_says_where_the_hierarchy_is_and_its_absence_is_no_failure(monkeypatch, tmp_path,
+                                                                                   synthetic_breeds_dir):
+    monkeypatch.setenv("FASTLOAD_BREEDS_DIR", str(synthetic_breeds_dir))
+    found = doctor.check_breeds()
+    assert found.ok is True and str(synthetic_breeds_dir) in found.detail and "$FASTLOAD_BREEDS_DIR" in found.detail
+    assert "45 classes" in found.detail
+    monkeypatch.setenv("FASTLOAD_BREEDS_DIR", str(tmp_path))
+    absent = doctor.check_breeds()
+    assert absent.ok is None and str(tmp_path) in absent.detail and "class_hierarchy.txt" in absent.detail
+    (tmp_path / "class_hierarchy.txt").write_text("only one field\n")
+    for f in ("dataset_class_info.json", "node_names.txt"):
+        (tmp_path / f).write_text((synthetic_breeds_dir / f).read_text())
+    broken = doctor.check_breeds()
+    assert broken.ok is None and "unreadable" in broken.detail and "parent child" in broken.detail

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastload.errors import UsageError
+from fastload.breeds import default_hierarchy, parse_breeds_name
 from fastload.labelsets import (LabelSet, build_label_sets, builtin_label_sets, get_label_set, minimal_split,
                                 read_pascal_mapping)
 from fastload.resources import imagenet_wnids
@@ -13,8 +14,11 @@ from fastload.wordnet import default_tree
 
 
 @pytest.fixture(scope="module")
-def sets():
-    return builtin_label_sets()
+def sets(synthetic_breeds_dir):
+    """The 39 built-in sets, the BREEDS ones from the synthetic hierarchy (tests/breeds_fixture.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTLOAD_BREEDS_DIR", str(synthetic_breeds_dir))
+        return builtin_label_sets()
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +51,14 @@ def test_pascal_removed_keeps_771_and_removes_every_pascal_descendant(sets, tree
         assert (lab is None) == bool(ancestors & pascal)
 
 
-def test_every_class_mapped_exactly_once_to_itself_or_an_ancestor(sets, tree):
+def test_every_class_mapped_exactly_once_to_itself_or_an_ancestor(sets, tree, synthetic_breeds):
     wnids = imagenet_wnids()
+    assert len(sets) == 39
     for name, ls in sets.items():
         assert ls.class_wnids == wnids and len(ls.class_to_label) == 1000
+        above = default_hierarchy().leaves_under if parse_breeds_name(name) else None  # BREEDS' own hierarchy
         for wnid, lab in zip(ls.class_wnids, ls.class_to_label):
-            assert lab is None or lab in tree.path_to_root(wnid), (name, wnid, lab)
+            assert lab is None or (wnid in above(lab) if above else lab in tree.path_to_root(wnid)), (name, wnid, lab)
         lookup = ls.lookup()
         assert lookup.dtype == np.int32 and lookup.max() == ls.num_labels - 1
         assert sorted(set(lookup[lookup >= 0].tolist())) == list(range(ls.num_labels))
@@ -106,21 +112,27 @@ def test_unknown_wnid_and_unknown_name_are_clear_errors(cli):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def _export(tmp_path, seed):
+def _export(tmp_path, seed, breeds_dir):
     out = tmp_path / f"seed{seed}"
-    env = dict(os.environ, PYTHONHASHSEED=str(seed))
-    subprocess.run([sys.executable, "-m", "fastload.cli", "labelsets", "export", str(out)], env=env, check=True,
-                   capture_output=True)
-    return {p.name: p.read_text() for p in sorted(out.iterdir())}
+    env = dict(os.environ, PYTHONHASHSEED=str(seed), FASTLOAD_BREEDS_DIR=str(breeds_dir))
+    proc = subprocess.run([sys.executable, "-m", "fastload.cli", "labelsets", "export", str(out)], env=env,
+                          check=True, capture_output=True, text=True)
+    return {p.name: p.read_text() for p in sorted(out.iterdir())}, proc.stderr
 
 
-def test_identical_under_any_hash_seed(tmp_path):
-    first, second = _export(tmp_path, 0), _export(tmp_path, 12345)
-    assert len(first) == 27 and first == second
+def test_identical_under_any_hash_seed(tmp_path, synthetic_breeds_dir):
+    (first, _), (second, _) = _export(tmp_path, 0, synthetic_breeds_dir), _export(tmp_path, 12345, synthetic_breeds_dir)
+    assert len(first) == 39 and first == second  # 27 of the paper + 12 BREEDS
 
 
-def test_export_format_and_tsv_round_trip(tmp_path, sets):
-    files = _export(tmp_path, 7)
+def test_export_without_the_breeds_files_writes_the_paper_sets_and_says_so(tmp_path):
+    files, stderr = _export(tmp_path, 3, tmp_path / "no_breeds")
+    assert len(files) == 27 and "top_down_127.tsv" in files and "entity30.tsv" not in files
+    assert "12 BREEDS label sets left out" in stderr and str(tmp_path / "no_breeds") in stderr
+
+
+def test_export_format_and_tsv_round_trip(tmp_path, sets, synthetic_breeds_dir):
+    files, _ = _export(tmp_path, 7, synthetic_breeds_dir)
     lines = files["top_down_127.tsv"].splitlines()
     assert len(lines) == 1000 and all(len(line.split("\t")) == 2 for line in lines)
     assert sum(1 for line in files["pascal_removed.tsv"].splitlines() if line.endswith("\t")) == 229

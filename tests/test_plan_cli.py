@@ -8,7 +8,9 @@ import pytest
 
 from fastload.cli import build_parser
 from fastload.plan import ARCH_VARIANTS, KINDS, build_steps, load_plan
+from fastload.resources import DATASETS_DIR
 
+BREEDS_PLAN = str(DATASETS_DIR / "breeds_plan.yaml")  # coarse vs fine on BREEDS entity30, with the subpop kind
 # (plan, --arch): the plans as written and the paper plan with each ResNet
 PLANS = [("paper", None), ("demo", None)] + [("paper", arch) for arch in ARCH_VARIANTS]
 
@@ -66,8 +68,8 @@ def test_every_plan_step_parses_with_the_cli(plan_name, arch, parser, tmp_path, 
         ({"synth"} if plan_name == "demo" else set())
 
 
-def test_both_plans_cover_every_builtin_command(tmp_path):
-    kinds = {s.kind for name in ("paper", "demo") for s in plan_steps(name, tmp_path)}
+def test_both_plans_cover_every_builtin_command(tmp_path, synthetic_breeds):
+    kinds = {s.kind for name in ("paper", "demo", BREEDS_PLAN) for s in plan_steps(name, tmp_path)}
     assert kinds == {name for name, kind in KINDS.items() if kind.command}
 
 
@@ -117,3 +119,23 @@ def test_transfer_overrides_name_keys_of_their_config(plan_name, arch, tmp_path)
         missing = [k for k in keys if not has_key(cfg, k)]
         assert not missing, f"{path}: {missing} are not keys of the config"
         assert not has_key(cfg, keys[-1] + "_renamed")
+
+
+def test_breeds_plan_steps_parse_with_the_cli(parser, tmp_path, capsys, synthetic_breeds):
+    """datasets/breeds_plan.yaml: every step parses with the real CLI, the subpop steps name a BREEDS set, and the
+    fine run's inline label-set spec labels the same classes as entity30 with one label each (on the synthetic
+    BREEDS hierarchy of tests/breeds_fixture.py: 4 entity30 superclasses x 8 classes)."""
+    from fastload.labelsets import resolve_label_set
+    from fastload.resources import imagenet_wnids
+    steps = plan_steps(BREEDS_PLAN, tmp_path)
+    found = [p for step in steps for p in problems(parser, step, capsys)]
+    assert not found, "\n".join(found)
+    assert {s.kind for s in steps} >= {"compile", "manifest", "pretrain", "transfer", "imagenet_cls", "subpop"}
+    subpop = [s for s in steps if s.kind == "subpop"]
+    assert {s.argv[s.argv.index("--breeds") + 1] for s in subpop} == {"entity30", "living17"}
+    manifests = {s.id: s.argv[s.argv.index("--labelset") + 1] for s in steps if s.kind == "manifest"}
+    coarse = resolve_label_set(manifests["manifest/entity30"], imagenet_wnids())
+    fine = resolve_label_set(manifests["manifest/entity30_fine"], imagenet_wnids())
+    assert (coarse.num_labels, coarse.num_classes_kept) == (4, 32)
+    assert (fine.num_labels, fine.num_classes_kept) == (32, 32)
+    assert [lab is None for lab in fine.class_to_label] == [lab is None for lab in coarse.class_to_label]

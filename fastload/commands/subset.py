@@ -19,7 +19,9 @@ def configure(p):
                    help="with --manifests: comma-separated manifest names to build (default: all)")
     p.add_argument("--labelset", default="full",
                    help="label set: a built-in name, FAMILY@K (bottom_up@918: the step nearest K/1000 of the "
-                        "index's classes), A+B (union) or a class<TAB>label .tsv (default: full)")
+                        "index's classes), A+B (union), a class<TAB>label .tsv, a BREEDS set (entity30, "
+                        "living17_source, ...) or a spec: a .yaml file or an inline '{depth: 6}' mapping "
+                        "(docs/taxonomies.md) (default: full)")
     p.add_argument("--per-class", type=int, default=None,
                    help="images per unit, seeded and nested (default: all)")
     p.add_argument("--classes", type=int, default=None, help="a seeded random subset of this many units (default: all)")

@@ -13,7 +13,11 @@ def configure(p):
                         description="ILSVRC-2012 layout with real wnids chosen as whole WordNet groups; appearance "
                                     "follows the WordNet tree (see fastload/synth/imagenet.py).")
     im.add_argument("out", help="output folder (must not exist, or be empty)")
-    im.add_argument("--classes", type=int, default=100, help="number of ImageNet classes K, 2..1000 (default: 100)")
+    im.add_argument("--classes", type=int, default=None,
+                    help="number of ImageNet classes K, 2..1000 (default: 100; with --classes-from: all of the set)")
+    im.add_argument("--classes-from", default=None, metavar="breeds:NAME",
+                    help="take the classes of a BREEDS set (entity13, entity30, living17, nonliving26), source and "
+                         "target; with --classes K only whole superclasses that fit in K (default: WordNet groups)")
     im.add_argument("--train-per-class", type=int, default=100, help="training images per class (default: 100)")
     im.add_argument("--val-per-class", type=int, default=10, help="validation images per class (default: 10)")
     im.add_argument("--size", default="128", help="image size S or WxH, e.g. 128 or 400x350 (default: 128)")
@@ -51,7 +55,7 @@ def run(args):
     if args.synth_command == "imagenet":
         from ..synth.imagenet import write_imagenet
         s = write_imagenet(args.out, args.classes, args.train_per_class, args.val_per_class, args.size, args.seed,
-                           args.workers)
+                           args.workers, classes_from=args.classes_from)
         total = s["classes"] * (s["train_per_class"] + s["val_per_class"])
         print(f"wrote {args.out}: {s['classes']} classes, {s['classes'] * s['train_per_class']} train + "
               f"{s['classes'] * s['val_per_class']} val images ({s['width']}x{s['height']}) in {s['seconds']} s "

@@ -136,6 +136,24 @@ def choose_classes(k: int, seed: int, codes: TreeCodes) -> list:
     return sorted(chosen)
 
 
+def choose_breeds_classes(source: str, k=None) -> list:
+    """The classes of a BREEDS set named as 'breeds:NAME' (source and target halves), sorted; with `k`, only
+    whole superclasses in id order while they fit in K classes (at least two superclasses)."""
+    from ..breeds import BREEDS_SETS, breeds_splits
+    kind, _, name = source.partition(":")
+    if kind != "breeds" or name not in BREEDS_SETS:
+        raise UsageError(f"--classes-from {source!r}: expected breeds:NAME with NAME one of {', '.join(BREEDS_SETS)}")
+    chosen, superclasses = [], 0
+    for sc, (src, tgt) in sorted(breeds_splits(name).items()):
+        if k is not None and len(chosen) + len(src) + len(tgt) > k:
+            break
+        chosen += list(src) + list(tgt)
+        superclasses += 1
+    if superclasses < 2:
+        raise UsageError(f"--classes {k} holds fewer than two whole superclasses of {name}: raise it")
+    return sorted(chosen)
+
+
 def render_job(job):
     """Worker: render one image and write it as JPEG; returns the object's box."""
     path, appearance, width, height, seed_key = job
@@ -185,18 +203,22 @@ def publish_output(tmp: Path, out) -> None:
 
 
 def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_class: int = 10, size="128",
-                   seed: int = 0, workers: int = 2) -> dict:
-    """Write a synthetic ILSVRC-2012 folder at `out` (module docstring); returns its summary."""
+                   seed: int = 0, workers: int = 2, classes_from=None) -> dict:
+    """Write a synthetic ILSVRC-2012 folder at `out` (module docstring); returns its summary. With `classes_from`
+    ('breeds:living17') the classes are those of a BREEDS set (`classes`: None for all of them)."""
     from ..resources import read_imagenet_classes
     width, height = parse_size(size)
     for flag, value in (("--train-per-class", train_per_class), ("--val-per-class", val_per_class),
                         ("--workers", workers)):
         if value < 1:
             raise UsageError(f"{flag} {value}: expected at least 1")
-    if not 2 <= classes <= 1000:  # checked again against the class list, after WordNet has loaded
+    if classes is not None and not 2 <= classes <= 1000:  # checked again against the class list
         raise UsageError(f"--classes {classes}: expected 2..1000")
     codes = TreeCodes()
-    wnids = choose_classes(classes, seed, codes)
+    if classes_from:
+        wnids = choose_breeds_classes(classes_from, classes)
+    else:
+        wnids = choose_classes(100 if classes is None else classes, seed, codes)
     names = dict(read_imagenet_classes())
     appearances = {w: codes.appearance(w) for w in wnids}
     tmp = prepare_output(out)
@@ -218,6 +240,7 @@ def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_
         write_text(tmp / "LOC_synset_mapping.txt", "".join(f"{w} {names[w]}\n" for w in wnids))
         summary = {"kind": "imagenet", "classes": len(wnids), "train_per_class": train_per_class,
                    "val_per_class": val_per_class, "width": width, "height": height, "seed": seed,
+                   **({"classes_from": classes_from} if classes_from else {}),
                    "class_groups": {w: {"shape": codes.group(w, SHAPE_GROUP_MAX), "colour": codes.group(w, COLOUR_GROUP_MAX)}
                                     for w in wnids}}
         write_json(tmp / "synth.json", summary, indent=1)

@@ -1,18 +1,22 @@
-"""Fine-tune a fastload checkpoint with an MMDetection/MMEngine config, over one or several seeds.
+"""Fine-tune a fastload checkpoint with an MMDetection/MMEngine config, over one or several seeds; score a trained
+transfer model again (`evaluate`, `fastload transfer --eval-only`).
 
-Layout of WORK_DIR (one run per seed; reruns skip seeds that have a result and resume unfinished ones):
+Layout of WORK_DIR (held by one `fastload transfer` at a time; one run per seed):
 
-    WORK_DIR/seed_<s>/            mmengine's work dir: logs, resolved config, checkpoints, val_metrics.jsonl
-    WORK_DIR/seed_<s>/result.json {seed, metric, value, metrics, config, checkpoint}
-    WORK_DIR/summary.json         {config, checkpoint, metric, runs: [{seed, value}], mean, std, n}
+    WORK_DIR/seed_<s>/             mmengine's work dir: logs, resolved config, checkpoints, val_metrics.jsonl
+    WORK_DIR/seed_<s>/inputs.json  what made the run (run_inputs: checkpoint fingerprint, seed, data root, config hash)
+    WORK_DIR/seed_<s>/result.json  {seed, metric, value, metrics, config, checkpoint, inputs}
+    WORK_DIR/summary.json          {config, checkpoint, metric, runs: [{seed, value}], mean, std, n}
+    WORK_DIR/eval/result.json      --eval-only: {metric, value, metrics, config, model, model_fingerprint, ...}
 
-Config variables that mmengine resolves while reading the file (so a --cfg-options override would not reach the
-dicts that use them) are applied here after the overrides: `data_root` to every dataloader's dataset and
-`img_scale` to every Resize; `--checkpoint` fills every `checkpoint` key under `model` (nested ones too, e.g. in a
-backbone's init_cfg). The config's `primary_metric` names the validation result that goes into result.json and
-summary.json.
+A rerun reuses a seed's result, or resumes its unfinished run, only if its inputs are the same; otherwise it stops
+naming what differs. Config variables that mmengine resolves while reading the file (`data_root`, `img_scale`) and
+the one top-level `checkpoint` are copied down by `prepare_config` when the run is built (FastloadRunner,
+fastload/mmdet/runner.py, so mmdet's own tools/train.py and tools/test.py get the same). The config's
+`primary_metric` names the validation result that goes into result.json and summary.json.
 """
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -21,9 +25,16 @@ import zipfile
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
-from .files import write_json
+from .files import OutputLock, write_json
+
+# the `checkpoint` value that means "no pre-trained weights" (fastload/mmdet/backbone.py RANDOM_INIT)
+RANDOM_INIT = "random"
 
 RESULT_FILE = "result.json"
+# what made a seed's run (run_inputs), written before it trains: an unfinished run resumes only with the same
+INPUTS_FILE = "inputs.json"
+# `--eval-only`: WORK_DIR/eval/ (mmengine's logs) and WORK_DIR/eval/result.json
+EVAL_DIR = "eval"
 SUMMARY_FILE = "summary.json"
 # The PASCAL VOC 2012 actions, in the devkit's order: the 10 that VOCevalaction.m scores, then 'other' (no scored
 # action), R*CNN's 11th softmax class. Here, outside fastload.mmdet, so that `fastload synth voc` needs no mmdet.
@@ -42,40 +53,78 @@ DATA_ROOT_CONTENTS = {
 }
 
 
-def load_config(config, checkpoint, work_dir, cfg_options=None, seed=0, launcher="none"):
-    """The mmengine Config of one run: file + overrides, config variables applied, checkpoint and seed set."""
+def load_config(config, checkpoint, work_dir, cfg_options=None, seed=0, launcher="none", load_from=None):
+    """The mmengine Config of one run: file + overrides, checkpoint (or a whole trained model, `load_from`) and seed
+    set, prepared (prepare_config)."""
     from mmengine.config import Config
 
     path = Path(config)
     if not path.is_file():
         raise FastloadError(f"config {config} does not exist (the shipped ones are in transfer/)")
     cfg = Config.fromfile(str(path))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    merge_options(cfg, cfg_options or {}, config)
     if "model" not in cfg:
         raise UsageError(f"config {config} has no `model`")
     if not isinstance(cfg.get("primary_metric"), str):  # checked now, not after hours of training
         raise UsageError(f"config {config} sets no `primary_metric` (the validation result to report, "
                          "e.g. primary_metric = 'pascal_voc/mAP')")
-    apply_config_variables(cfg)
-    check_data_roots(cfg, config)
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
+        if checkpoint != RANDOM_INIT and not Path(checkpoint).is_file():
             raise FastloadError(f"checkpoint {checkpoint} does not exist")
-        if set_checkpoint(cfg.model, str(checkpoint)) == 0:
+        if not checkpoint_keys(cfg.model):
             raise UsageError(f"config {config} has no `checkpoint` key under `model` to receive {checkpoint}")
+        cfg.checkpoint = str(checkpoint)
     cfg.work_dir = str(work_dir)
     cfg.randomness = dict(seed=int(seed), deterministic=False)
     cfg.launcher = launcher
+    if load_from is not None:
+        cfg.load_from, cfg.resume = str(load_from), False
+    prepare_config(cfg, config)
     cfg.experiment_name = f"{path.stem}_seed{seed}_{time.strftime('%Y%m%d_%H%M%S')}"
     return cfg
+
+
+def merge_options(cfg, cfg_options: dict, config) -> None:
+    """Merge --cfg-options into `cfg`; a key that does not fit the config is a UsageError naming it."""
+    for key, value in cfg_options.items():
+        try:
+            cfg.merge_from_dict({key: value})
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            reason = str(e).strip("'\"").split(". You may set")[0]
+            raise UsageError(f"--cfg-options {key}={value!r} does not fit config {config}: {reason}") from None
+
+
+def prepare_config(cfg, config) -> None:
+    """Copy the top-level variables down and check the run before anything is built (FastloadRunner.from_cfg and
+    `fastload transfer` both call this; doing it twice changes nothing).
+
+    Every `type` must be registered (check_types); `img_scale` must be a (width, height) pair; `data_root` and
+    `img_scale` go to every dataloader (apply_config_variables), whose data roots must hold what their dataset
+    type reads (check_data_roots); the top-level `checkpoint` goes to every `checkpoint` of the model
+    (apply_checkpoint).
+    """
+    check_types(cfg, config)
+    if "img_scale" in cfg:
+        check_img_scale(cfg.img_scale, config)
+    apply_config_variables(cfg)
+    check_data_roots(cfg, config)
+    if "model" in cfg:
+        apply_checkpoint(cfg, config)
+
+
+def check_img_scale(img_scale, config) -> None:
+    """`img_scale` is (long side max, short side) for detection, (width, height) for SUN: two positive integers."""
+    if not (isinstance(img_scale, (list, tuple)) and len(img_scale) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in img_scale)):
+        raise UsageError(f"img_scale {img_scale!r} (config {config}) is not two positive integers, "
+                         "e.g. --cfg-options img_scale=(1000,600)")
 
 
 def apply_config_variables(cfg) -> None:
     """Copy the config variables `data_root` (to every dataloader's dataset) and `img_scale` (to every Resize)."""
     for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
         loader = cfg.get(name)
-        if loader:
+        if loader and loader.get("dataset"):  # a loader built another way (no `dataset` dict) is left as it is
             for dataset in _datasets(loader["dataset"]):
                 if "data_root" in cfg:
                     dataset["data_root"] = cfg.data_root
@@ -98,7 +147,7 @@ def check_data_roots(cfg, config) -> None:
     names the folder, what is missing and what data_root must be."""
     for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
         loader = cfg.get(name)
-        for dataset in _datasets(loader["dataset"]) if loader else []:
+        for dataset in _datasets(loader["dataset"]) if loader and loader.get("dataset") else []:
             root = Path(str(dataset.get("data_root", "")))
             missing = [f for f in expected_folders(dataset) if not (root / f).is_dir()]
             if missing:
@@ -136,6 +185,101 @@ def set_checkpoint(node, checkpoint: str) -> int:
     return count
 
 
+def checkpoint_keys(node, prefix: str = "model") -> dict:
+    """{dotted key: value} of every `checkpoint` key in the (nested) model config."""
+    found = {}
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        if key == "checkpoint":
+            found[f"{prefix}.{key}"] = value
+        else:
+            found.update(checkpoint_keys(value, f"{prefix}.{key}"))
+    return found
+
+
+def apply_checkpoint(cfg, config) -> None:
+    """The config's one top-level `checkpoint` (RUN/last.pt, or 'random') to every `checkpoint` key of the model.
+
+    A model key already set to another checkpoint is an error (two checkpoints in one model). With no top-level
+    `checkpoint`: a model whose weights all come from `load_from` (mmdet's tools/test.py CHECKPOINT; no resume) is
+    built without pre-trained weights; otherwise an unset model key is an error naming the one key to set.
+    """
+    keys = checkpoint_keys(cfg.model)
+    if not keys:
+        return
+    top = cfg.get("checkpoint")
+    if top is not None:
+        others = {k: v for k, v in keys.items() if v is not None and v != top}
+        if others:
+            key, value = next(iter(others.items()))
+            raise UsageError(f"config {config}: {key}={value!r} differs from checkpoint={top!r}; set the pre-trained "
+                             "checkpoint once, with the top-level `checkpoint` (it fills every model key)")
+        set_checkpoint(cfg.model, str(top))
+    elif cfg.get("load_from") and not cfg.get("resume"):
+        for key, value in keys.items():  # every weight is loaded (strictly) from load_from
+            if value is None:
+                _set_dotted(cfg, key, RANDOM_INIT)
+    else:
+        unset = [k for k, v in keys.items() if v is None]
+        if unset:
+            raise UsageError(f"config {config}: no pre-trained checkpoint for {', '.join(unset)}: set it with "
+                             "`--cfg-options checkpoint=RUN/last.pt` (fastload transfer: --checkpoint RUN/last.pt; "
+                             f"'{RANDOM_INIT}' trains from a random initialisation)")
+
+
+def _set_dotted(cfg, dotted: str, value) -> None:
+    node = cfg
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+    node[last] = value
+
+
+# A `type` that names no registered class is resolved by mmengine as an import path ('os.system' runs a shell
+# command); these few are not registry names but are looked up safely by name: mmcv's batched_nms (which eval()s
+# its nms type, so nothing else may reach it) and the RoI layers of mmcv.ops / torchvision.ops.
+OP_TYPES = ("nms", "soft_nms", "RoIPool", "RoIAlign")
+
+
+def registered_types() -> set:
+    """Every name registered in mmengine's registries and their children (mmcv's, mmdet's, fastload's, which lives in
+    mmdet's), also as 'scope.Name'; each registry's modules imported first, as a build would."""
+    import mmengine.registry as registries
+
+    names, pending = set(), [r for r in vars(registries).values() if isinstance(r, registries.Registry)]
+    while pending:
+        registry = pending.pop()
+        registry.import_from_location()
+        names.update(registry.module_dict)
+        names.update(f"{registry.scope}.{name}" for name in registry.module_dict)
+        pending.extend(registry.children.values())
+    return names
+
+
+def config_types(node, prefix: str = ""):
+    """(dotted key, value) of every `type` (and `runner_type`) string in a config."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key in ("type", "runner_type") and isinstance(value, str):
+            yield path, value
+        else:
+            yield from config_types(value, path)
+
+
+def check_types(cfg, config) -> None:
+    """Every `type` string in the config names a registered class or function (or one of OP_TYPES): a UsageError
+    names the first that does not."""
+    allowed = None
+    for key, value in config_types(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg):
+        if value in OP_TYPES:
+            continue
+        allowed = registered_types() if allowed is None else allowed
+        if value not in allowed:
+            raise UsageError(f"config {config}: {key}={value!r} is not a class registered with mmengine, mmdet or "
+                             "fastload (a `type` must name one; import paths are refused)")
+
+
 # What mmengine's resumable checkpoints hold besides tensors and plain containers: the MessageHub's HistoryBuffer
 # objects (numpy arrays, and their statistics methods, which pickle as getattr(HistoryBuffer, 'mean')) and numpy
 # scalars in the runtime info. Nothing else is let through (torch's weights-only unpickler refuses the rest).
@@ -170,6 +314,15 @@ def checkpoint_safe_globals() -> list:
             HistoryBuffer, (history_buffer_method, "builtins.getattr")]
 
 
+def allow_checkpoint_globals() -> None:
+    """Add checkpoint_safe_globals to torch's weights-only allow-list, for the whole process (importing fastload.mmdet
+    does this). Added for good, not in a `torch.serialization.safe_globals` block: leaving such a block removes its
+    entries again even where they had been added before it."""
+    import torch
+
+    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+
+
 def load_checkpoint_file(filename, map_location=None):
     """torch.load with weights_only=True and the allow-list above: a file in a work dir never runs code. A file
     holding anything else is a FastloadError naming it."""
@@ -181,8 +334,8 @@ def load_checkpoint_file(filename, map_location=None):
     if not path.is_file():
         raise FileNotFoundError(f"{filename} can not be found.")
     try:
-        with torch.serialization.safe_globals(checkpoint_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        allow_checkpoint_globals()
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         reason = next((line for line in lines if any(w in line for w in ("Unsupported", "not allowed", "unrecognized"))),
@@ -218,25 +371,36 @@ def safe_checkpoint_loading():
         CheckpointLoader.register_scheme(prefixes="", loader=mmengine_load_from_local, force=True)
 
 
-def run_seed(cfg) -> dict:
-    """Train (resuming an unfinished run in the same work dir) and return the validation metrics at max_iters."""
+def build_runner(cfg):
+    """The Runner of `cfg`: the config's `runner_type` (FastloadRunner in the shipped configs) or mmengine's."""
+    from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+
+
+def _recorder(runner, cfg):
     from .mmdet.hooks import RecordMetricsHook
 
-    work_dir = Path(cfg.work_dir)
-    if (work_dir / "last_checkpoint").is_file():
-        cfg.resume = True  # mmengine resumes from the checkpoint named in WORK_DIR/last_checkpoint
-    runner = Runner.from_cfg(cfg)
     recorders = [h for h in runner.hooks if isinstance(h, RecordMetricsHook)]
     if not recorders:
         raise UsageError(f"config {cfg.filename} lacks custom_hooks=[dict(type='RecordMetricsHook')] "
                          "(transfer/_base_/default_runtime.py has it)")
+    return recorders[0]
+
+
+def run_seed(cfg) -> dict:
+    """Train (resuming an unfinished run in the same work dir) and return the validation metrics at max_iters."""
+    work_dir = Path(cfg.work_dir)
+    if (work_dir / "last_checkpoint").is_file():
+        cfg.resume = True  # mmengine resumes from the checkpoint named in WORK_DIR/last_checkpoint
+    runner = build_runner(cfg)
+    recorder = _recorder(runner, cfg)
     with safe_checkpoint_loading():
         runner.train()
-        if not [r for r in recorders[0].history if r["iter"] == runner.iter]:
+        if not [r for r in recorder.history if r["iter"] == runner.iter]:
             runner.val()  # resumed after the last iteration, before its validation had finished
-    rows = [r for r in recorders[0].history if r["iter"] == runner.iter]
+    rows = [r for r in recorder.history if r["iter"] == runner.iter]
     if not rows:
         raise FastloadError(f"{work_dir}: training finished but validation at iteration {runner.iter} reported "
                             "no metrics")
@@ -261,37 +425,158 @@ def summarise(results: list, config, checkpoint) -> dict:
                 runs=[dict(seed=r["seed"], value=r["value"]) for r in results], mean=mean, std=std, n=len(values))
 
 
-def transfer(config, checkpoint, work_dir, cfg_options=None, seeds=(0,), launcher="none") -> dict:
-    """Run `config` once per seed into WORK_DIR/seed_<s>/ (skipping seeds with a result.json), write and return
-    WORK_DIR/summary.json."""
-    from mmengine.dist import get_rank
+# ---------------------------------------------------------------- what made a result
 
+def fingerprint_file(path) -> dict:
+    """A file's identity: its size and the sha256 of its whole content (a copy or a touched file is the same file;
+    any changed byte is another)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return dict(size=Path(path).stat().st_size, sha256=digest.hexdigest())
+
+
+# Not part of what a run computes: where it writes, when, how it is launched, how it logs and saves, the checkpoint's
+# path (its content is compared by fingerprint) and the seed (compared by itself); likewise each dataloader's
+# LOADER_ONLY_KEYS (how many processes read the same images)
+RUN_ONLY_KEYS = ("work_dir", "experiment_name", "launcher", "randomness", "resume", "load_from", "checkpoint",
+                 "default_hooks", "log_processor", "log_level", "visualizer", "vis_backends", "env_cfg")
+LOADER_ONLY_KEYS = ("num_workers", "persistent_workers", "pin_memory")
+
+
+def config_digest(cfg) -> str:
+    """sha256 of the resolved config (after overrides and prepare_config), without RUN_ONLY_KEYS and the loaders'
+    LOADER_ONLY_KEYS, with the model's checkpoint paths blanked."""
+    resolved = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_KEYS}
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if isinstance(resolved.get(name), dict):
+            resolved[name] = {k: v for k, v in resolved[name].items() if k not in LOADER_ONLY_KEYS}
+    for key in checkpoint_keys(resolved.get("model", {})):
+        _set_dotted(resolved, key, "<checkpoint>")
+    text = json.dumps(resolved, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_inputs(cfg, checkpoint_fingerprint: dict, seed: int) -> dict:
+    """Everything that made a seed's result: checkpoint content, seed, data root, resolved config."""
+    return dict(checkpoint=checkpoint_fingerprint, seed=int(seed), data_root=cfg.get("data_root"),
+                config_sha256=config_digest(cfg))
+
+
+def differing_input(recorded: dict, current: dict):
+    """'what (recorded -> current)' for the first input that differs, or None when all are the same."""
+    if not isinstance(recorded, dict):
+        return "inputs (none recorded)"
+    for name in ("checkpoint", "seed", "data_root", "config_sha256"):
+        old, new = recorded.get(name), current[name]
+        if old != new:
+            if name == "checkpoint":
+                old, new = (f"sha256 {v['sha256'][:12]}" if isinstance(v, dict) and "sha256" in v else v
+                            for v in (old, new))
+            label = "resolved config" if name == "config_sha256" else name
+            return f"{label} ({str(old)[:12] if name == 'config_sha256' else old} -> " \
+                   f"{str(new)[:12] if name == 'config_sha256' else new})"
+    return None
+
+
+def check_reusable(seed_dir: Path, inputs: dict) -> bool:
+    """Whether seed_dir holds a result of exactly these inputs (True) or nothing yet (False). A result, or an
+    unfinished run, made from other inputs is a FastloadError naming the first difference."""
+    result_path, inputs_path = seed_dir / RESULT_FILE, seed_dir / INPUTS_FILE
+    if result_path.is_file():
+        recorded, what = json.loads(result_path.read_text()).get("inputs"), result_path
+    elif (seed_dir / "last_checkpoint").is_file():
+        recorded = json.loads(inputs_path.read_text()) if inputs_path.is_file() else None
+        what = f"the unfinished run in {seed_dir}"
+    else:
+        return False
+    difference = differing_input(recorded, inputs)
+    if difference:
+        raise FastloadError(f"{what} was made with another {difference}: delete {seed_dir} to redo that seed "
+                            "with these inputs, or use another --work-dir")
+    return result_path.is_file()
+
+
+# ---------------------------------------------------------------- the command
+
+def transfer(config, checkpoint, work_dir, cfg_options=None, seeds=(0,), launcher="none") -> dict:
+    """Run `config` once per seed into WORK_DIR/seed_<s>/, write and return WORK_DIR/summary.json.
+
+    A seed whose result.json was made from the same inputs (checkpoint content, seed, data root, resolved config:
+    run_inputs) is reused; one made from other inputs is refused, naming the difference. WORK_DIR is held by one
+    process at a time (fastload.files.OutputLock).
+    """
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds has repeats: {list(seeds)}")
     if not Path(checkpoint).is_file():  # before mmdet is imported and the config read
         raise FastloadError(f"checkpoint {checkpoint} does not exist")
-    work_dir = Path(work_dir)
+    with OutputLock(work_dir, "fastload transfer") if is_first_process() else contextlib.nullcontext():
+        return _transfer_seeds(config, checkpoint, Path(work_dir), cfg_options, seeds, launcher)
+
+
+def is_first_process() -> bool:
+    """Rank 0 of a torchrun / srun launch (read from the environment: the process group does not exist yet)."""
+    from .distributed import read_launch_env
+
+    return read_launch_env()[0] == 0
+
+
+def _transfer_seeds(config, checkpoint, work_dir: Path, cfg_options, seeds, launcher) -> dict:
+    checkpoint_fingerprint = fingerprint_file(checkpoint)
     results = []
     for seed in seeds:
         seed_dir = work_dir / f"seed_{seed}"
-        result_path = seed_dir / RESULT_FILE
-        if result_path.is_file():
-            print(f"seed {seed}: result exists, skipped ({result_path})")
-            results.append(json.loads(result_path.read_text()))
-            continue
         cfg = load_config(config, checkpoint, seed_dir, cfg_options, seed, launcher)
+        inputs = run_inputs(cfg, checkpoint_fingerprint, seed)
+        if check_reusable(seed_dir, inputs):
+            print(f"seed {seed}: result of the same inputs exists, skipped ({seed_dir / RESULT_FILE})")
+            results.append(json.loads((seed_dir / RESULT_FILE).read_text()))
+            continue
+        if is_first_process():
+            write_json(seed_dir / INPUTS_FILE, inputs)
         metrics = run_seed(cfg)
         metric = primary_metric(cfg, metrics)
         result = dict(seed=seed, metric=metric, value=metrics[metric], metrics=metrics, config=str(config),
-                      checkpoint=str(checkpoint))
-        if get_rank() == 0:
-            write_json(result_path, result)
+                      checkpoint=str(checkpoint), inputs=inputs)
+        if is_first_process():
+            write_json(seed_dir / RESULT_FILE, result)
         results.append(result)
         print(f"seed {seed}: {metric} = {metrics[metric]:.4f}")
     summary = summarise(results, config, checkpoint)
-    if get_rank() == 0:
+    if is_first_process():
         work_dir.mkdir(parents=True, exist_ok=True)
         write_json(work_dir / SUMMARY_FILE, summary)
         print(f"{summary['metric']}: {summary['mean']:.4f} +- {summary['std']:.4f} over {summary['n']} seed(s) "
               f"-> {work_dir / SUMMARY_FILE}")
     return summary
+
+
+def evaluate(config, model, work_dir, cfg_options=None, launcher="none") -> dict:
+    """Score a trained transfer model (a checkpoint a run wrote, e.g. WORK_DIR/seed_0/iter_140000.pth) on the
+    config's test set again; write and return WORK_DIR/eval/result.json.
+
+    The model is loaded strictly and whole, so no pre-trained checkpoint is needed; the result names the model by
+    path and fingerprint, with the data root and resolved config it was scored with.
+    """
+    if not Path(model).is_file():
+        raise FastloadError(f"model {model} does not exist")
+    eval_dir = Path(work_dir) / EVAL_DIR
+    with OutputLock(eval_dir, "fastload transfer --eval-only") if is_first_process() else contextlib.nullcontext():
+        # with load_from set, the model's pre-trained checkpoints are not read: every weight comes from `model`
+        cfg = load_config(config, None, eval_dir, cfg_options, 0, launcher, load_from=model)
+        runner = build_runner(cfg)
+        recorder = _recorder(runner, cfg)
+        with safe_checkpoint_loading():
+            runner.test()
+        if not recorder.test_history:
+            raise FastloadError(f"{model}: testing reported no metrics")
+        metrics = recorder.test_history[-1]
+        metric = primary_metric(cfg, metrics)
+        result = dict(metric=metric, value=metrics[metric], metrics=metrics, config=str(config), model=str(model),
+                      model_fingerprint=fingerprint_file(model), data_root=cfg.get("data_root"),
+                      config_sha256=config_digest(cfg))
+        if is_first_process():
+            write_json(eval_dir / RESULT_FILE, result)
+            print(f"{metric} = {metrics[metric]:.4f} ({model}) -> {eval_dir / RESULT_FILE}")
+    return result

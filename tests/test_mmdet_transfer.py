@@ -21,7 +21,8 @@ from fastload.errors import FastloadError  # noqa: E402
 from fastload.mmdet.action import ACTIONS, action_ap, candidate_regions, secondary_at_test, voc_ap  # noqa: E402
 from fastload.models.alexnet import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
-from fastload.transfer import apply_config_variables, set_checkpoint, transfer  # noqa: E402
+from fastload.transfer import (apply_config_variables, fingerprint_file, load_config, run_inputs,  # noqa: E402
+                               set_checkpoint, transfer)
 
 # the AlexNet configs; the ResNet ones have their own tests: tests/test_resnet_transfer.py (detection, SUN),
 # tests/test_resnet_action.py (R*CNN)
@@ -327,15 +328,16 @@ SMALL_ANCHORS = {"model.rpn_head.anchor_generator.scales": [2, 4], "model.test_c
 @pytest.mark.slow  # a real fastload transfer run, killed and resumed
 def test_detection_runs_end_to_end_and_resumes(voc_root, checkpoints, tmp_path):
     work = tmp_path / "det"
-    options = {**_tiny_options(voc_root, iters=1), **SMALL_ANCHORS}
+    options = {**_tiny_options(voc_root, iters=2), **SMALL_ANCHORS, "default_hooks.checkpoint.interval": 1,
+               "default_hooks.checkpoint.max_keep_ckpts": 2}
     summary = transfer(DET_CONFIG, checkpoints["alexnet_caffe"], work, options, seeds=[0])
     assert summary["metric"] == "pascal_voc/mAP" and 0.0 <= summary["mean"] <= 1.0 and summary["n"] == 1
     result = json.loads((work / "seed_0" / "result.json").read_text())
-    assert result["metrics"]["iter"] == 1 and result["value"] == result["metrics"]["pascal_voc/mAP"]
-    # an unfinished run (no result.json, a checkpoint at iter 1) resumes there and trains on to iter 2
+    assert result["metrics"]["iter"] == 2 and result["value"] == result["metrics"]["pascal_voc/mAP"]
+    # killed after the checkpoint at iter 1 (no result.json, no iter_2.pth): the same command resumes at iter 1
     (work / "seed_0" / "result.json").unlink()
-    options = {**_tiny_options(voc_root, iters=2), **SMALL_ANCHORS, "default_hooks.checkpoint.save_last": False,
-               "default_hooks.checkpoint.interval": 1000}
+    (work / "seed_0" / "iter_2.pth").unlink()
+    (work / "seed_0" / "last_checkpoint").write_text(str(work / "seed_0" / "iter_1.pth"))
     transfer(DET_CONFIG, checkpoints["alexnet_caffe"], work, options, seeds=[0])
     result = json.loads((work / "seed_0" / "result.json").read_text())
     assert result["metrics"]["iter"] == 2
@@ -349,9 +351,11 @@ def test_action_runs_end_to_end_and_summarises_seeds(voc_root, checkpoints, tmp_
     options = {**_tiny_options(voc_root, iters=2), "default_hooks.checkpoint.save_last": False,
                "default_hooks.checkpoint.interval": 1000,  # no 0.5 GB checkpoints in this test
                "model.max_secondary_test": 16}
-    # seed 1 finished earlier (its result is on disk): only seed 0 runs, the summary covers both
+    # seed 1 finished earlier from the same inputs (its result is on disk): only seed 0 runs, the summary covers both
     (work / "seed_1").mkdir(parents=True)
-    earlier = dict(seed=1, metric="voc_action/mAP", value=0.25, metrics={"voc_action/mAP": 0.25})
+    inputs = run_inputs(load_config(ACT_CONFIG, checkpoints["alexnet_caffe"], work / "seed_1", options, 1),
+                        fingerprint_file(checkpoints["alexnet_caffe"]), 1)
+    earlier = dict(seed=1, metric="voc_action/mAP", value=0.25, metrics={"voc_action/mAP": 0.25}, inputs=inputs)
     (work / "seed_1" / "result.json").write_text(json.dumps(earlier))
     summary = transfer(ACT_CONFIG, checkpoints["alexnet_caffe"], work, options, seeds=[0, 1])
     assert summary["metric"] == "voc_action/mAP" and summary["n"] == 2

@@ -171,6 +171,10 @@ def test_a_pickle_named_in_last_checkpoint_is_refused_not_run(sun_root, checkpoi
                "train_dataloader.batch_size": 4, "val_dataloader.batch_size": 4,
                "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
                "val_dataloader.num_workers": 0, "val_dataloader.persistent_workers": False}
+    # the unfinished run's recorded inputs are this run's: it is resumed, from the file named in last_checkpoint
+    from fastload.transfer import fingerprint_file, load_config, run_inputs
+    inputs = run_inputs(load_config(SUN_CONFIG, checkpoint, seed_dir, options, 0), fingerprint_file(checkpoint), 0)
+    (seed_dir / "inputs.json").write_text(json.dumps(inputs))
     with pytest.raises(FastloadError, match=r"iter_1\.pth holds objects .*refused, not run.*Unsupported"):
         transfer(SUN_CONFIG, checkpoint, tmp_path / "sun", options, seeds=[0])
     assert not marker.exists()

@@ -36,7 +36,7 @@ model = dict(
     # train/resnet*.yaml pre-train with BlurPool (FFCV's use_blurpool 1); a checkpoint without it (e.g.
     # train/smoke_resnet18.yaml) needs --cfg-options model.blurpool=False (a mismatch is an error)
     blurpool=True,
-    checkpoint=None,  # set by `fastload transfer --checkpoint RUN/last.pt` ('random' trains from scratch)
+    checkpoint=None,  # filled from the top-level `checkpoint` ('random' trains from scratch)
     frozen_layers=(),  # the whole network fine-tuned
     data_preprocessor=dict(
         type='ImgDataPreprocessor',

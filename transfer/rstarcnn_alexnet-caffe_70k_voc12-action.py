@@ -4,7 +4,8 @@
 # person, labelled with that person's action), 10 secondary regions per primary region (IoU 0.2-0.75 with it,
 # drawn with replacement when fewer), an 11-way softmax (10 actions + other) plus an auxiliary class-specific box
 # regressor; at test, each person scored by the softmax probability with all its secondary regions. Region
-# candidates: a fixed multi-scale grid plus context boxes (fastload/mmdet/action.py) in place of selective search.
+# candidates: a fixed multi-scale grid plus context boxes (fastload/mmdet/action.py) in place of selective search;
+# with them an image has fewer than 15 candidates at IoU >= 0.5 (median 4 on synthetic data: docs/protocol.md).
 # VOC 2012 Action train -> val, mean devkit AP over the 10 actions. Schedule as for detection: 70k updates, lr 0.001
 # (/10 at 40k). Settings and sources: docs/protocol.md.
 _base_ = [

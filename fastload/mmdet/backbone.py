@@ -98,9 +98,9 @@ def _require_checkpoint(checkpoint, owner: str):
     """The checkpoint path, or None for an explicit random init; a forgotten checkpoint is an error."""
     if checkpoint is None:
         raise FastloadError(
-            f"{owner}: no pre-trained checkpoint given. Run through `fastload transfer CONFIG --checkpoint "
-            f"RUN/last.pt`, or set its `checkpoint` to a fastload checkpoint path (or '{RANDOM_INIT}' to train "
-            f"from a random initialisation)")
+            f"{owner}: no pre-trained checkpoint given: set the config's top-level `checkpoint` "
+            f"(`--cfg-options checkpoint=RUN/last.pt` under mmdet's tools, `fastload transfer CONFIG --checkpoint "
+            f"RUN/last.pt`; '{RANDOM_INIT}' trains from a random initialisation)")
     return None if checkpoint == RANDOM_INIT else checkpoint
 
 

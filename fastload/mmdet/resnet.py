@@ -11,7 +11,7 @@ The configs load it through init_cfg:
     backbone=dict(type='FastloadResNet', depth=50, blurpool=True, ...,
                   init_cfg=dict(type='FastloadPretrained', checkpoint=None))
 
-`fastload transfer --checkpoint RUN/last.pt` fills `checkpoint` (fastload.transfer.set_checkpoint); 'random' starts
+the config's top-level `checkpoint` fills `checkpoint` (fastload.transfer.apply_checkpoint); 'random' starts
 from torchvision's initialisation, the one pre-training starts from. mmengine's own `Pretrained` init would not do:
 it reads checkpoint['state_dict'] (a fastload checkpoint has 'model') and only warns about missing keys, so it would
 silently load nothing. `FastloadPretrained` refuses, with a FastloadError naming the checkpoint, a non-ResNet or

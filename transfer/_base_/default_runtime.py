@@ -1,6 +1,14 @@
 # Runtime shared by every fastload transfer config (MMDetection 3.x style).
 default_scope = 'mmdet'
 custom_imports = dict(imports=['fastload.mmdet'], allow_failed_imports=False)
+# fastload/mmdet/runner.py: copies the top-level data_root, img_scale and checkpoint below into the dataloaders and
+# the model when the run is built, so mmdet's tools/train.py and tools/test.py take them from --cfg-options too
+runner_type = 'FastloadRunner'
+# the fastload pre-training checkpoint (RUN/last.pt; 'random': no pre-training) that fills every `checkpoint` of the
+# model: `--cfg-options checkpoint=RUN/last.pt` (`fastload transfer --checkpoint RUN/last.pt` sets it)
+checkpoint = None
+# `fastload transfer --seeds` sets the seed per run; mmdet's tools/train.py runs this one unless told otherwise
+randomness = dict(seed=0, deterministic=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

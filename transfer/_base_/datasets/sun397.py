@@ -1,6 +1,6 @@
 # SUN397 scene classification (Xiao et al. 2010), one official partition: Training_XX.txt (50 images per class) ->
 # Testing_XX.txt (50 per class). `data_root` holds SUN397/ and Partitions/ (`fastload synth sun OUT` writes the same
-# layout). `fastload transfer` applies `data_root` and `img_scale` to the dataloaders, so
+# layout). The FastloadRunner (`fastload transfer`, mmdet's tools) applies `data_root` and `img_scale` to the dataloaders, so
 # `--cfg-options data_root=/data/sun/` is enough. The partition is a dataset argument (default 1): change it with
 # `--cfg-options train_dataloader.dataset.partition=2 val_dataloader.dataset.partition=2
 #  test_dataloader.dataset.partition=2`.

@@ -1,7 +1,8 @@
 # PASCAL VOC 2007 detection: train on trainval (5011 images), test on test (4952), 11-point mAP at IoU 0.5.
 # `data_root` is the folder holding VOC2007/ (a VOCdevkit). `img_scale` is (long side max, short side): Faster R-CNN's
-# 1000 x 600. `fastload transfer` applies both variables to every dataloader and Resize below, so
-# `--cfg-options data_root=/data/VOCdevkit/` is enough.
+# 1000 x 600. The FastloadRunner (`fastload transfer`, and mmdet's tools/train.py and tools/test.py) applies both
+# variables to every dataloader and Resize below when the run is built, so `--cfg-options data_root=/data/VOCdevkit/`
+# is enough.
 dataset_type = 'CheckedVOCDataset'
 data_root = 'data/VOCdevkit/'
 img_scale = (1000, 600)

@@ -1,7 +1,8 @@
 # PASCAL VOC 2012 action classification (10 actions, person boxes given): train on ImageSets/Action/train.txt,
 # evaluate on val.txt (the test server is not reachable), mean AP over actions as the VOC devkit computes it.
 # `data_root` is the folder holding VOC2012/ (a VOCdevkit); `img_scale` as for detection (R*CNN's 600 short side,
-# 1000 at most). Both are applied by `fastload transfer`. Random horizontal flip: R*CNN's TRAIN.USE_FLIPPED.
+# 1000 at most). Both are applied when the run is built (FastloadRunner: `fastload transfer` and mmdet's tools).
+# Random horizontal flip: R*CNN's TRAIN.USE_FLIPPED.
 dataset_type = 'VOCActionDataset'
 data_root = 'data/VOCdevkit/'
 img_scale = (1000, 600)

@@ -3,8 +3,8 @@
 # end-to-end model): RPN on conv5 (3 scales x 3 ratios), RoI pooling of conv5 to 6x6 (in place of pool5), fc6/fc7 of
 # the pre-trained network as the box head, new 21-way classifier (20 classes + background) and class-wise box
 # regression. Every setting, with its source, is in docs/protocol.md.
-# arch and checkpoint: the backbone and the box head must name the same ones (`fastload transfer --checkpoint`
-# fills every `checkpoint` below).
+# arch and checkpoint: the backbone and the box head must name the same ones (the config's top-level `checkpoint`,
+# transfer/_base_/default_runtime.py, fills every `checkpoint` below when the run is built).
 arch = 'alexnet_caffe'
 model = dict(
     type='FasterRCNN',

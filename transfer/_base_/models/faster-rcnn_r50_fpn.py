@@ -33,7 +33,7 @@ model = dict(
         # train/resnet*.yaml pre-train with BlurPool (FFCV's use_blurpool 1); a checkpoint without it (e.g.
         # train/smoke_resnet18.yaml) needs --cfg-options model.backbone.blurpool=False (a mismatch is an error)
         blurpool=True,
-        # set by `fastload transfer --checkpoint RUN/last.pt` ('random': torchvision's initialisation)
+        # filled from the top-level `checkpoint` ('random': torchvision's initialisation)
         init_cfg=dict(type='FastloadPretrained', checkpoint=None)),
     neck=dict(
         type='FPN',

@@ -15,5 +15,8 @@ param_scheduler = [
          gamma=0.1)
 ]
 optim_wrapper = dict(accumulative_counts=images_per_update, paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=1.0))
-# lr 0.001 is for 2 images per update in total; with N GPUs of 1 image each, set accumulative_counts=2/N
+# lr 0.001 is for 2 images per update in total. On 2 GPUs of 1 image each an iteration is one whole update: set
+# accumulative_counts=1 AND count the schedule in updates again (accumulative_counts alone doubles it):
+#   --cfg-options optim_wrapper.accumulative_counts=1 train_cfg.max_iters=70000 train_cfg.val_interval=70000 \
+#       param_scheduler.0.end=70000 param_scheduler.0.milestones=[40000]
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -1,6 +1,7 @@
-"""Classification transfer data: one layout reader per dataset, each returning a `layout.Listing`.
+"""Classification transfer datasets: one Layout record per dataset (fastload.transfer_data.layout), read by
+`fastload compile cls LAYOUT ROOT OUT` and by the plan's compile_cls steps.
 
-LAYOUTS = {name: Layout}: one record per dataset; `fastload compile cls LAYOUT ROOT OUT` compiles any of them.
+Adding a dataset is one module with its reader and one entry here.
 """
 from .aircraft import AIRCRAFT
 from .birdsnap import BIRDSNAP
@@ -10,8 +11,12 @@ from .cifar import CIFAR10, CIFAR100
 from .dtd import DTD
 from .flowers102 import FLOWERS102
 from .food101 import FOOD101
+from .layout import Layout, Listing, Sample
 from .pets import PETS
+from .sun397 import SUN397
 from .voc07 import VOC07
 
 LAYOUTS = {layout.name: layout for layout in (
-    FOOD101, CIFAR10, CIFAR100, BIRDSNAP, CARS, AIRCRAFT, VOC07, DTD, PETS, CALTECH101, FLOWERS102)}
+    SUN397, FOOD101, CIFAR10, CIFAR100, BIRDSNAP, CARS, AIRCRAFT, VOC07, DTD, PETS, CALTECH101, FLOWERS102)}
+
+__all__ = ["LAYOUTS", "Layout", "Listing", "Sample"]

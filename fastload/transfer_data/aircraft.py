@@ -9,7 +9,7 @@ compile time; `box=false` keeps whole images. Splits as published (3,334 / 3,333
 """
 from pathlib import Path
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines, parse_int
 
@@ -31,7 +31,7 @@ def read_boxes(path) -> dict:
     return boxes
 
 
-def read_aircraft(root, box=True) -> Listing:
+def read_aircraft(root, box="true") -> Listing:
     """The FGVC-Aircraft variant listing (100 classes): train, val, test; boxes attached when `box`."""
     root = Path(root)
     box = str(box).lower() not in ("false", "0", "no")
@@ -52,8 +52,8 @@ def read_aircraft(root, box=True) -> Listing:
         check_images_exist(root, samples, path)
         splits[split] = samples
     if not classes:
-        raise FastloadError(f"{root / 'data/variants.txt'} lists no variants")
+        raise DataError(f"{root / 'data/variants.txt'} lists no variants")
     return Listing("aircraft", classes, splits, "mean_class_acc")
 
 
-AIRCRAFT = Layout("aircraft", read_aircraft, NEEDS, "mean_class_acc", options={"box": True})
+AIRCRAFT = Layout("aircraft", read_aircraft, NEEDS, "mean_class_acc", options={"box": "true"})

@@ -7,7 +7,7 @@ could fetch, tested on 2,443). Top-1 accuracy."""
 import sys
 from pathlib import Path
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import line_error, need_file, numbered_lines, parse_int
 
@@ -18,7 +18,7 @@ def tsv_rows(path, columns) -> list:
     """[(line number, {column: value})] of a tab-separated file with a header naming at least `columns`."""
     lines = numbered_lines(path)
     if not lines:
-        raise FastloadError(f"{path} is empty")
+        raise DataError(f"{path} is empty")
     header = lines[0][1].split("\t")
     missing = [c for c in columns if c not in header]
     if missing:
@@ -57,7 +57,7 @@ def read_birdsnap(root, images="download/images") -> Listing:
         print(f"birdsnap: {absent} images listed in {images_path} are not under {root / images} and are left out",
               file=sys.stderr)
     if not splits["train"] or not splits["test"]:
-        raise FastloadError(f"{root / images}: no {'train' if not splits['train'] else 'test'} image of "
+        raise DataError(f"{root / images}: no {'train' if not splits['train'] else 'test'} image of "
                             f"{images_path} is present")
     return Listing("birdsnap", tuple(species[s] for s in ids), splits, "top1")
 

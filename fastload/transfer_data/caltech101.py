@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastloadError, UsageError
+from ..errors import DataError, UsageError
 from .layout import Layout, Listing, Sample
 
 NEEDS = "one folder of .jpg images per category (Caltech-101's 101_ObjectCategories)"
@@ -21,18 +21,18 @@ def read_caltech101(root, train_per_class=30, seed=0, background="include") -> L
     if background not in ("include", "exclude"):
         raise UsageError(f"caltech101 background {background!r}: choose include or exclude")
     if not root.is_dir():
-        raise FastloadError(f"{root} is not a folder: it must hold {NEEDS}")
+        raise DataError(f"{root} is not a folder: it must hold {NEEDS}")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if background == "exclude":
         classes = [c for c in classes if c != BACKGROUND]
     if not classes:
-        raise FastloadError(f"{root} has no category folders: it must hold {NEEDS}")
+        raise DataError(f"{root} has no category folders: it must hold {NEEDS}")
     rng = np.random.default_rng(seed)
     splits = {"train": [], "test": []}
     for label, name in enumerate(classes):
         files = sorted(f.name for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if len(files) <= train_per_class:
-            raise FastloadError(f"{root / name} has {len(files)} images: the split needs more than "
+            raise DataError(f"{root / name} has {len(files)} images: the split needs more than "
                                 f"train_per_class={train_per_class}")
         chosen = set(rng.permutation(len(files))[:train_per_class].tolist())
         for i, f in enumerate(files):

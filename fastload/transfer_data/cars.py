@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, load_mat, need_file
 
@@ -22,10 +22,10 @@ def read_annotations(path, folder: str, num_classes: int, box: bool) -> list:
     for i, rec in enumerate(records):
         missing = [f for f in FIELDS if not hasattr(rec, f)]
         if missing:
-            raise FastloadError(f"{path}: annotation {i + 1} has no field {missing[0]!r}")
+            raise DataError(f"{path}: annotation {i + 1} has no field {missing[0]!r}")
         label = int(getattr(rec, "class")) - 1
         if not 0 <= label < num_classes:
-            raise FastloadError(f"{path}: annotation {i + 1} has class {label + 1}, outside 1..{num_classes}")
+            raise DataError(f"{path}: annotation {i + 1} has class {label + 1}, outside 1..{num_classes}")
         crop = None
         if box:
             x1, y1, x2, y2 = (int(getattr(rec, f)) for f in FIELDS[2:])
@@ -34,7 +34,7 @@ def read_annotations(path, folder: str, num_classes: int, box: bool) -> list:
     return samples
 
 
-def read_cars(root, box=False) -> Listing:
+def read_cars(root, box="false") -> Listing:
     """The Stanford Cars listing (196 classes): train, test."""
     root = Path(root)
     box = str(box).lower() in ("true", "1", "yes")
@@ -52,4 +52,4 @@ def read_cars(root, box=False) -> Listing:
     return Listing("cars", classes, splits, "top1")
 
 
-CARS = Layout("cars", read_cars, NEEDS, "top1", options={"box": False})
+CARS = Layout("cars", read_cars, NEEDS, "top1", options={"box": "false"})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import need_file
 
@@ -27,9 +27,9 @@ def unpickle(path) -> dict:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
     except Exception as e:  # a truncated or foreign file: pickle raises many types
-        raise FastloadError(f"{path}: not a CIFAR python pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a CIFAR python pickle ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
-        raise FastloadError(f"{path}: not a CIFAR python pickle (holds a {type(d).__name__}, not a dict)")
+        raise DataError(f"{path}: not a CIFAR python pickle (holds a {type(d).__name__}, not a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
@@ -37,20 +37,20 @@ def batch_labels(path, label_key: str, num_classes: int) -> list:
     d = unpickle(path)
     for key in ("data", label_key):
         if key not in d:
-            raise FastloadError(f"{path}: no {key!r} entry (it holds {', '.join(sorted(d))})")
+            raise DataError(f"{path}: no {key!r} entry (it holds {', '.join(sorted(d))})")
     data, labels = np.asarray(d["data"]), [int(x) for x in d[label_key]]
     if data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE or len(data) != len(labels):
-        raise FastloadError(f"{path}: 'data' has shape {data.shape}, expected ({len(labels)}, {3 * SIDE * SIDE})")
+        raise DataError(f"{path}: 'data' has shape {data.shape}, expected ({len(labels)}, {3 * SIDE * SIDE})")
     bad = [i for i, y in enumerate(labels) if not 0 <= y < num_classes]
     if bad:
-        raise FastloadError(f"{path}: row {bad[0]} has label {labels[bad[0]]}, outside 0..{num_classes - 1}")
+        raise DataError(f"{path}: row {bad[0]} has label {labels[bad[0]]}, outside 0..{num_classes - 1}")
     return labels
 
 
 def names(path, key: str) -> tuple:
     d = unpickle(path)
     if key not in d:
-        raise FastloadError(f"{path}: no {key!r} entry (it holds {', '.join(sorted(d))})")
+        raise DataError(f"{path}: no {key!r} entry (it holds {', '.join(sorted(d))})")
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in d[key])
 
 
@@ -95,10 +95,10 @@ def load_image(root, sample: Sample) -> np.ndarray:
     """The uint8 32x32x3 image of a sample whose path is "<batch file>#<row>"."""
     name, _, row = sample.path.rpartition("#")
     if not name or not row.isdigit():
-        raise FastloadError(f"CIFAR sample path {sample.path!r}: expected '<batch file>#<row>'")
+        raise DataError(f"CIFAR sample path {sample.path!r}: expected '<batch file>#<row>'")
     images = batch_images(str(Path(root) / name))
     if int(row) >= len(images):
-        raise FastloadError(f"{Path(root) / name}: no row {row} (it has {len(images)})")
+        raise DataError(f"{Path(root) / name}: no row {row} (it has {len(images)})")
     return np.ascontiguousarray(images[int(row)])
 
 

@@ -3,7 +3,7 @@ lines "<class>/<file>.jpg", p = 1..10 (option `partition`, default 1: Kornblith 
 split, 1,880 train / 1,880 val / 1,880 test). Top-1 accuracy."""
 from pathlib import Path
 
-from ..errors import FastloadError, UsageError
+from ..errors import DataError, UsageError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines
 
@@ -25,7 +25,7 @@ def read_dtd(root, partition=1) -> Listing:
         entries[split] = (path, rows)
     classes = tuple(sorted({line.split("/")[0] for _, rows in entries.values() for _, line in rows}))
     if not classes:
-        raise FastloadError(f"{entries['train'][0]}: no images listed")
+        raise DataError(f"{entries['train'][0]}: no images listed")
     label = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split, (path, rows) in entries.items():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, load_mat, need_file
 
@@ -19,7 +19,7 @@ def read_flowers102(root) -> Listing:
     labels_path, setid_path = need_file(root, "imagelabels.mat", NEEDS), need_file(root, "setid.mat", NEEDS)
     labels = np.atleast_1d(load_mat(labels_path, ["labels"])["labels"]).astype(np.int64)
     if labels.size == 0 or labels.min() < 1:
-        raise FastloadError(f"{labels_path}: 'labels' must be class numbers from 1")
+        raise DataError(f"{labels_path}: 'labels' must be class numbers from 1")
     num_classes = int(labels.max())
     ids = load_mat(setid_path, list(SPLIT_KEYS.values()))
     splits = {}
@@ -27,7 +27,7 @@ def read_flowers102(root) -> Listing:
         numbers = np.atleast_1d(ids[key]).astype(np.int64)
         bad = numbers[(numbers < 1) | (numbers > len(labels))]
         if len(bad):
-            raise FastloadError(f"{setid_path}: '{key}' names image {bad[0]}, but imagelabels.mat labels images "
+            raise DataError(f"{setid_path}: '{key}' names image {bad[0]}, but imagelabels.mat labels images "
                                 f"1..{len(labels)}")
         splits[split] = [Sample(f"jpg/image_{n:05d}.jpg", int(labels[n - 1]) - 1) for n in sorted(numbers)]
         check_images_exist(root, splits[split], setid_path)

@@ -4,7 +4,7 @@ split lists meta/train.json / meta/test.json ({class: ["class/id", ...]}), or me
 import json
 from pathlib import Path
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines
 
@@ -18,9 +18,9 @@ def split_entries(root: Path, split: str) -> tuple:
         try:
             table = json.loads(js.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise FastloadError(f"{js}:{e.lineno}: not JSON ({e.msg})") from None
+            raise DataError(f"{js}:{e.lineno}: not JSON ({e.msg})") from None
         if not isinstance(table, dict):
-            raise FastloadError(f"{js}: expected an object {{class: [\"class/id\", ...]}}")
+            raise DataError(f"{js}: expected an object {{class: [\"class/id\", ...]}}")
         return [(0, entry) for entries in table.values() for entry in entries], js
     txt = need_file(root, f"meta/{split}.txt", NEEDS)
     return numbered_lines(txt), txt
@@ -39,7 +39,7 @@ def read_food101(root) -> Listing:
             cls = str(entry).split("/")[0]
             if cls not in label or "/" not in str(entry):
                 where = f"{path}:{number}" if number else str(path)
-                raise FastloadError(f"{where}: entry {entry!r} is not '<class>/<id>' with a class of "
+                raise DataError(f"{where}: entry {entry!r} is not '<class>/<id>' with a class of "
                                     f"meta/classes.txt")
             samples.append(Sample(f"images/{entry}.jpg", label[cls]))
         check_images_exist(root, samples, path)

@@ -3,7 +3,7 @@
 test (3,669). Mean per-class accuracy (Kornblith et al. 2019, Table A1)."""
 from pathlib import Path
 
-from ..errors import FastloadError
+from ..errors import DataError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines, parse_int
 
@@ -39,7 +39,7 @@ def read_pets(root) -> Listing:
         check_images_exist(root, splits[split], path)
     missing = sorted(set(range(max(names) + 1)) - set(names))
     if missing:
-        raise FastloadError(f"{lists['train']}: class id {missing[0] + 1} has no image in either list")
+        raise DataError(f"{lists['train']}: class id {missing[0] + 1} has no image in either list")
     return Listing("pets", tuple(names[k] for k in range(len(names))), splits, "mean_class_acc")
 
 

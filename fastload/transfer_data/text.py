@@ -2,21 +2,21 @@
 lines of a list file, a one-line error naming file and line, and MATLAB files read with scipy."""
 from pathlib import Path
 
-from ..errors import FastloadError
+from ..errors import DataError
 
 
 def need_file(root, relative: str, needs: str) -> Path:
     """ROOT/relative, which must be a file; the error says what the layout's folder must hold."""
     path = Path(root) / relative
     if not path.is_file():
-        raise FastloadError(f"{path} does not exist: the folder must hold {needs}")
+        raise DataError(f"{path} does not exist: the folder must hold {needs}")
     return path
 
 
 def need_dir(root, relative: str, needs: str) -> Path:
     path = Path(root) / relative
     if not path.is_dir():
-        raise FastloadError(f"{path} is not a folder: the folder must hold {needs}")
+        raise DataError(f"{path} is not a folder: the folder must hold {needs}")
     return path
 
 
@@ -25,7 +25,7 @@ def numbered_lines(path, comment: str = None) -> list:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise FastloadError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     out = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -34,9 +34,9 @@ def numbered_lines(path, comment: str = None) -> list:
     return out
 
 
-def line_error(path, number: int, why: str) -> FastloadError:
+def line_error(path, number: int, why: str) -> DataError:
     """The one-line error of a bad line of a list file."""
-    return FastloadError(f"{path}:{number}: {why}")
+    return DataError(f"{path}:{number}: {why}")
 
 
 def parse_int(path, number: int, text: str, what: str) -> int:
@@ -52,11 +52,11 @@ def load_mat(path, keys) -> dict:
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except Exception as e:  # scipy raises ValueError, TypeError, MatReadError... on a damaged file
-        raise FastloadError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from None
     missing = [k for k in keys if k not in mat]
     if missing:
         present = sorted(k for k in mat if not k.startswith("__"))
-        raise FastloadError(f"{path}: no variable {missing[0]!r} (it holds {', '.join(present) or 'nothing'})")
+        raise DataError(f"{path}: no variable {missing[0]!r} (it holds {', '.join(present) or 'nothing'})")
     return {k: mat[k] for k in keys}
 
 
@@ -65,4 +65,4 @@ def check_images_exist(root, samples, listed_in) -> None:
     root = Path(root)
     for s in samples:
         if not (root / s.path).is_file():
-            raise FastloadError(f"{root / s.path} does not exist (listed in {listed_in})")
+            raise DataError(f"{root / s.path} does not exist (listed in {listed_in})")

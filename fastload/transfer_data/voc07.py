@@ -7,7 +7,7 @@ per class; a label here has no third state, so that rule is not applied. Splits 
 4,952). Metric: 11-point interpolated mAP over the 20 classes."""
 from pathlib import Path
 
-from ..errors import FastloadError, UsageError
+from ..errors import DataError, UsageError
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines
 
@@ -32,7 +32,7 @@ def read_split(root: Path, split: str, difficult_present: bool) -> list:
         if order is None:
             order = ids
         elif sorted(ids) != sorted(order):
-            raise FastloadError(f"{path} lists other images than {VOC_CLASSES[0]}_{split}.txt")
+            raise DataError(f"{path} lists other images than {VOC_CLASSES[0]}_{split}.txt")
     samples = [Sample(f"JPEGImages/{i}.jpg", masks[i]) for i in order]
     check_images_exist(root, samples, root / f"ImageSets/Main/{VOC_CLASSES[0]}_{split}.txt")
     return samples

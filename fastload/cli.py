@@ -20,6 +20,7 @@ COMMANDS = [
     ("transfer", "transfer", "fine-tune and evaluate a checkpoint with an MMDetection/MMEngine config"),
     ("imagenet-cls", "imagenet_cls", "ImageNet top-1/top-5 of a label-set network with a retrained 1000-way fc8"),
     ("induction", "induction", "nearest-neighbour accuracy on classes unseen in pre-training"),
+    ("suite", "suite", "classification transfer suite: linear probe or fine-tuning on a `compile cls` dataset"),
     ("coarse-fine", "coarse_fine", "coarse-class minus fine-class accuracy per coarse class"),
     ("neighbours", "neighbours", "nearest-neighbour picture grids (paper Fig. 5)"),
     ("reproduce", "reproduce", "run an experiment plan end to end (local or Slurm), resumable"),

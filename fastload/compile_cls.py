@@ -185,11 +185,18 @@ def check_samples(root: Path, split: str, samples, settings, skipped: list, conv
             skipped.append(compile_mod.report_row(sample.path, split, reason=problem))
             continue
         if notes:
-            converted.append(compile_mod.report_row(sample.path, split, notes=notes))
+            converted.append(compile_mod.report_row(sample.path, split, notes=[opencv_note(n) for n in notes]))
         keep.append((sample, w, h, nbytes))
     if not keep:
         raise FastloadError(f"no storable images in split {split} of {root} (see skipped.jsonl)")
     return keep
+
+
+def opencv_note(note: str) -> str:
+    """compile.image_notes describes PIL's decode; this compile decodes with OpenCV, which applies EXIF rotation."""
+    if note.startswith("EXIF orientation"):
+        return note.split(" ignored")[0] + " applied (OpenCV's IMREAD_COLOR, as LoadImageFromFile decodes)"
+    return note
 
 
 def write_split(folder: Path, root: Path, split: str, rows: list, listing, settings: ClsSettings) -> str:

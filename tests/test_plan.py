@@ -211,8 +211,8 @@ def test_data_roots(tmp_path):
 def test_select_steps_pulls_in_dependencies():
     steps = build_steps(load_plan("paper"), ROOTS, "/r")
     picked = [s.id for s in select_steps(steps, ["sun_cls/top_down_127/seed1"])]
-    assert picked == ["compile/imagenet", "manifest/top_down_127", "pretrain/top_down_127",
-                      "sun_cls/top_down_127/seed1"]
+    assert picked == ["compile/imagenet", "compile/sun", "manifest/top_down_127", "pretrain/top_down_127",
+                      "sun_cls/top_down_127/seed1"]   # SUN-CLS reads the compiled SUN397
     assert {s.id for s in select_steps(steps, ["pretrain/"])} == \
         {s.id for s in steps if s.kind in ("compile", "manifest", "pretrain")}
     with pytest.raises(UsageError, match="matches no step"):

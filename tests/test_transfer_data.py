@@ -123,3 +123,27 @@ def test_cli_compile_cls(cli, sun_root, tmp_path):
     assert "train 9 images, test 6 images, 3 classes" in proc.stdout
     proc = cli("compile", "cls", "sun397", sun_root, tmp_path / "bad", "--option", "partition=0")
     assert proc.returncode == 2 and "partition" in proc.stderr
+
+
+def test_exif_orientation_is_applied_as_opencv_does(sun_root, tmp_path):
+    """LoadImageFromFile decodes with cv2.IMREAD_COLOR, which turns an image by its EXIF orientation: so does
+    compile, and converted.jsonl says so."""
+    import shutil
+
+    from PIL import Image
+    root = tmp_path / "sun"
+    shutil.copytree(sun_root, root)
+    sample = read_sun397(root, 1).splits["train"][0]
+    with Image.open(root / sample.path) as im:
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(root / sample.path, exif=exif.tobytes(), quality=95)
+    out = tmp_path / "out"
+    compile_cls("sun397", root, out, ClsSettings(side=40, num_workers=1))
+    notes = [json.loads(line) for line in (out / "converted.jsonl").read_text().splitlines()]
+    assert notes == [{"path": sample.path, "split": "train",
+                      "notes": ["EXIF orientation 6 applied (OpenCV's IMREAD_COLOR, as LoadImageFromFile decodes)"]}]
+    turned = cv2.imread(str(root / sample.path), cv2.IMREAD_COLOR)
+    assert turned.shape[0] > turned.shape[1]   # 70x50 stored, 50x70 once turned
+    expected = cv2.resize(turned, (40, 40), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    assert np.array_equal(stored_image(out / "train.beton", 0), expected)

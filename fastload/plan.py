@@ -120,6 +120,15 @@ KINDS = {
     "coarse_fine": Kind(("fastload", "coarse-fine", "--checkpoint", "{checkpoint}", "--labelset", "{labelset}",
                          "--beton-dir", "{compiled}", "--out", "{out}/coarse_fine.tsv", "{args*}"),
                         result="coarse_fine.tsv", evaluation=True, allowed=frozenset({"labelset"})),
+    # the classification transfer suite (docs/suite.md) on a `compile cls` folder: data_root "{compiled}"
+    "probe": Kind(("fastload", "suite", "probe", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
+                   "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
+                  result="summary.json", evaluation=True, required=frozenset({"data"}),
+                  allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+    "finetune": Kind(("fastload", "suite", "finetune", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
+                      "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
+                     result="summary.json", evaluation=True, required=frozenset({"data"}),
+                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
     # any command of the user's (an argv template in the evaluation's `command`)
     "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
                   allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,

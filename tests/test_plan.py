@@ -120,7 +120,7 @@ def test_every_evaluation_kind_is_one_table_entry():
         assert kind.required <= set(EVAL_KEYS) and kind.allowed <= set(EVAL_KEYS), name
         assert kind.command or name == "shell", name   # shell takes its command from the evaluation
         assert not (kind.evaluation and kind.seeded is False and "group_seeds" in kind.allowed), name
-    assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell"}
+    assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell", "probe", "finetune"}
     assert set(report.FIGURES) | set(report.TABLES) | {"control"} == set(TAGS)
 
 

@@ -224,3 +224,43 @@ def test_synth_suite_cli(tmp_path, cli):
     assert "wrote" in proc.stdout and (tmp_path / "f" / "setid.mat").is_file()
     bad = cli("synth", "suite", "imagenet21k", tmp_path / "g")
     assert bad.returncode == 2 and "choose one of" in bad.stderr
+
+
+@pytest.mark.slow
+def test_every_suite_layout_compiles_from_its_synthetic_tree(trees, tmp_path):
+    """`fastload compile cls` (in process) on each layout's tree, SUN397 included: one beton per split with every
+    listed image, the classes and the layout's metric."""
+    import json
+
+    from fastload.compile_cls import ClsSettings, compile_cls
+    from fastload.synth.suite import write_suite
+    roots = dict(trees)
+    roots["sun397"] = tmp_path / "sun397"
+    write_suite("sun397", roots["sun397"], classes=3, train_per_class=3, test_per_class=2, size="40x32")
+    for name, root in roots.items():
+        out = tmp_path / f"{name}_compiled"
+        compile_cls(name, root, out, ClsSettings(side=24, num_workers=1), OPTIONS.get(name))
+        info = json.loads((out / "compile.json").read_text())
+        listing = LAYOUTS[name].read(root, **OPTIONS.get(name, {}))
+        assert info["metric"] == LAYOUTS[name].metric and info["layout"] == name
+        assert info["splits"] == {s: len(v) for s, v in listing.splits.items()}, name
+        assert (out / "classes.txt").read_text().splitlines() == list(listing.classes)
+        for split in listing.splits:
+            assert (out / f"{split}.beton").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_cifar_beton_holds_the_pickled_pixels(trees, tmp_path):
+    """The load hook's arrays reach the beton: row 0 of the test beton is test_batch's row 0 (side 32: no resize)."""
+    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+
+    from fastload.compile_cls import ClsSettings, compile_cls
+    out = tmp_path / "cifar"
+    compile_cls("cifar10", trees["cifar10"], out, ClsSettings(side=32, num_workers=1))
+    loader = Loader(str(out / "test.beton"), batch_size=1, num_workers=1, order=OrderOption.SEQUENTIAL,
+                    pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
+    image, label = next(iter(loader))
+    sample = LAYOUTS["cifar10"].read(trees["cifar10"]).splits["test"][0]
+    assert np.array_equal(np.asarray(image[0]), LAYOUTS["cifar10"].load(trees["cifar10"], sample))
+    assert int(np.asarray(label).reshape(-1)[0]) == sample.label

@@ -92,7 +92,7 @@ def train_steps(model, compiled: Compiled, rows, steps: int, batch_size: int, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if log and (step % max(1, steps // 10) == 0 or step == steps):
                 log(f"step {step}/{steps} loss {np.mean(losses[-20:]):.4f} "
@@ -103,28 +103,33 @@ def train_steps(model, compiled: Compiled, rows, steps: int, batch_size: int, lr
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def evaluate(model, compiled: Compiled, split: str, rows, resolution: int, device, num_workers: int,
-             batch_size: int = 256) -> float:
-    """The dataset's metric of `model` on rows `rows` of `split` (centre crop)."""
-    from ..loader import make_loader
-    from .features import collect_outputs
-    labels = labels_of(compiled, split)[rows]
-    lookup = np.arange(int(labels_of(compiled, split).max()) + 1, dtype=np.int64)
-    loader = make_loader(str(compiled.beton(split)), np.sort(rows), lookup, batch_size, resolution, train=False,
-                         device=str(device), num_workers=num_workers, drop_last=False)
-    scores, seen = collect_outputs(model, loader, len(rows), None, device, desc=f"eval {split}", dtype=np.float32)
-    return score(compiled.metric, scores, seen)
+class Evaluator:
+    """The dataset's metric on rows `rows` of `split` (centre crop, sequential order), one loader for every model
+    it scores (the loader's pipeline is compiled once)."""
+
+    def __init__(self, compiled: Compiled, split: str, rows, resolution: int, device, num_workers: int,
+                 batch_size: int = 256):
+        from ..loader import make_loader
+        self.compiled, self.split, self.rows, self.device = compiled, split, np.sort(rows), device
+        lookup = np.arange(int(labels_of(compiled, split).max()) + 1, dtype=np.int64)
+        self.loader = make_loader(str(compiled.beton(split)), self.rows, lookup, batch_size, resolution,
+                                  train=False, device=str(device), num_workers=num_workers, drop_last=False)
+
+    def __call__(self, model) -> float:
+        from .features import collect_outputs
+        scores, seen = collect_outputs(model, self.loader, len(self.rows), None, self.device,
+                                       desc=f"eval {self.split}", dtype=np.float32)
+        return score(self.compiled.metric, scores, seen)
 
 
-def finetune_once(checkpoint, compiled, fit_rows, eval_split, eval_rows, steps, batch_size, lr, wd, seed,
+def finetune_once(checkpoint, compiled, fit_rows, evaluator: Evaluator, steps, batch_size, lr, wd, seed,
                   resolution, device, num_workers, log=None) -> dict:
     from .features import load_model
     model, _ = load_model(checkpoint)
     model = replace_head(model, len(compiled.classes), seed)
     figures = train_steps(model, compiled, fit_rows, steps, batch_size, lr, wd, seed, resolution, device,
                           num_workers, log)
-    value = evaluate(model, compiled, eval_split, eval_rows, resolution, device, num_workers)
-    return {"value": value, "lr": lr, "wd": wd, **figures}
+    return {"value": evaluator(model), "lr": lr, "wd": wd, **figures}
 
 
 def search_split(compiled: Compiled, seed: int) -> tuple:
@@ -137,20 +142,20 @@ def search_split(compiled: Compiled, seed: int) -> tuple:
 
 
 def finetune_seed(checkpoint, compiled, seed, steps, batch_size, lr, wd, search, resolution, device, num_workers,
-                  log=None) -> dict:
+                  test: Evaluator, log=None) -> dict:
     """One seed: optionally the lr x wd search on held-out data, then the final run on all of train, test scored."""
     grid = {}
     if search:
         fit, split, rows = search_split(compiled, seed)
+        held_out = Evaluator(compiled, split, rows, resolution, device, num_workers)
         for g_lr in LR_GRID:
             for g_wd in WD_GRID:
-                grid[(g_lr, g_wd)] = finetune_once(checkpoint, compiled, fit, split, rows, steps, batch_size, g_lr,
+                grid[(g_lr, g_wd)] = finetune_once(checkpoint, compiled, fit, held_out, steps, batch_size, g_lr,
                                                    g_wd, seed, resolution, device, num_workers)["value"]
         lr, wd = max(grid, key=grid.get)
     train_rows = np.arange(len(labels_of(compiled, "train")))
-    test_rows = np.arange(len(labels_of(compiled, "test")))
-    run = finetune_once(checkpoint, compiled, train_rows, "test", test_rows, steps, batch_size, lr, wd, seed,
-                        resolution, device, num_workers, log)
+    run = finetune_once(checkpoint, compiled, train_rows, test, steps, batch_size, lr, wd, seed, resolution, device,
+                        num_workers, log)
     run["seed"] = seed
     if search:
         run["search"] = [{"lr": k[0], "wd": k[1], "val_value": v} for k, v in grid.items()]
@@ -169,8 +174,9 @@ def run_finetune(checkpoint, beton_dir, out, seeds=(0, 1, 2), steps: int = PAPER
     lr = DEFAULT_LR * batch_size / PAPER_BATCH if lr is None else lr
     resolution = resolution or default_resolution(load_model(checkpoint)[1])
     started = time.perf_counter()
+    test = Evaluator(compiled, "test", np.arange(len(labels_of(compiled, "test"))), resolution, device, num_workers)
     runs = [finetune_seed(checkpoint, compiled, s, steps, batch_size, lr, wd, search, resolution, device,
-                          num_workers, log) for s in seeds]
+                          num_workers, test, log) for s in seeds]
     summary = {"kind": "finetune", "dataset": compiled.layout, "metric": compiled.metric, **summarise(runs),
                "runs": runs, "checkpoint": str(checkpoint), "beton_dir": str(compiled.folder),
                "settings": {"steps": steps, "batch_size": batch_size, "lr": lr, "wd": wd, "search": search,

@@ -88,16 +88,22 @@ def test_test_batches_equal_the_file_pipelines(sun):
 
 def test_train_batches_are_endless_and_seeded_by_the_runner(sun):
     root, out = sun
-    loader = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4, num_workers=1))
-    assert len(loader) == 3   # batches per epoch
+    def batches(loader, n):   # copied: FFCV reuses its buffers once a few more batches are out
+        return [dict(b, inputs=b["inputs"].clone()) for _, b in zip(range(n), loader)]
+
+    assert len(build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4))) == 3
     torch.manual_seed(5)
-    first = [b for _, b in zip(range(7), loader)]   # past the end of an epoch
+    loader = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4, num_workers=1))
+    first = batches(loader, 7)   # past the end of an epoch
     assert all(b["inputs"].shape == (4, 3, 64, 64) and b["inputs"].dtype == torch.uint8 for b in first)
     labels = sorted(int(s.gt_label) for b in first[:3] for s in b["data_samples"])
     assert labels == sorted([0, 1, 2] * 4)   # one epoch: every training image once
     torch.manual_seed(5)
     again = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4, num_workers=1))
-    assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(first, [b for _, b in zip(range(7), again)]))
+    assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(first, batches(again, 7)))
+    torch.manual_seed(6)
+    other = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4, num_workers=1))
+    assert not all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(first, batches(other, 7)))
 
 
 def test_a_folder_without_betons_is_named(sun, tmp_path):
@@ -108,7 +114,7 @@ def test_a_folder_without_betons_is_named(sun, tmp_path):
 
 @pytest.mark.slow
 def test_beton_and_file_configs_agree_within_seed_noise(sun, tmp_path):
-    """A linear probe (new fc8 on fixed conv1..fc7) of the same checkpoint, 2 seeds per config."""
+    """The same checkpoint fine-tuned for a few iterations through `fastload transfer`, 2 seeds per config."""
     from fastload.models.alexnet import build_model
     from fastload.transfer import transfer
     root, out = sun
@@ -116,11 +122,9 @@ def test_beton_and_file_configs_agree_within_seed_noise(sun, tmp_path):
     checkpoint = tmp_path / "last.pt"
     torch.save({"model": build_model("alexnet_caffe", 10).state_dict(), "arch": "alexnet_caffe", "num_classes": 10,
                 "label_wnids": [f"n{i:08d}" for i in range(10)], "epoch": 1}, checkpoint)
-    iters = 40
-    common = {"model.num_classes": 3, "model.frozen_layers": ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
-                                                               "fc7"],
-              "train_cfg.max_iters": iters, "train_cfg.val_interval": iters, "param_scheduler.0.end": iters,
-              "optim_wrapper.optimizer.lr": 0.001, "default_hooks.checkpoint.interval": iters}
+    iters = 60
+    common = {"model.num_classes": 3, "train_cfg.max_iters": iters, "train_cfg.val_interval": iters, "param_scheduler.0.end": iters,
+              "optim_wrapper.optimizer.lr": 0.005, "default_hooks.checkpoint.interval": iters}
     file_options = {**common, "data_root": f"{root}/", "img_scale": (72, 72),
                     "train_dataloader.dataset.pipeline.2.crop_size": 64,
                     "val_dataloader.dataset.pipeline.2.crop_size": 64, "train_dataloader.batch_size": 8,
@@ -135,7 +139,8 @@ def test_beton_and_file_configs_agree_within_seed_noise(sun, tmp_path):
     betons = transfer(BETON_CONFIG, checkpoint, tmp_path / "betons", beton_options, seeds=[0, 1])
     print(f"mean per-class accuracy: files {files['mean']:.3f} +- {files['std']:.3f}, "
           f"betons {betons['mean']:.3f} +- {betons['std']:.3f}")
-    chance = 1 / 3
-    assert files["mean"] > chance + 0.15 and betons["mean"] > chance + 0.15   # both learn the scenes
+    # a random checkpoint on 12 training images learns little in 60 CPU iterations: this checks that both paths run
+    # the same protocol end to end and agree within their seed noise; the demo plan's SUN-CLS (pre-trained
+    # checkpoints) is where the numbers mean something
     noise = max(files["std"], betons["std"], 1 / 9)   # 1/9: one test image of a class of 3
     assert abs(files["mean"] - betons["mean"]) <= 3 * noise

@@ -38,7 +38,7 @@ def windows_of(image):
 def test_test_split_gives_centre_crops_in_listing_order(compiled):
     root, out = compiled
     listing = read_sun397(root, 1)
-    images, labels = zip(*[(x.numpy(), y.view(-1).numpy()) for x, y in cls_loader(out, "test", 4, CROP, False,
+    images, labels = zip(*[(x.numpy().copy(), y.view(-1).numpy().copy()) for x, y in cls_loader(out, "test", 4, CROP, False,
                                                                                  num_workers=1)])
     images, labels = np.concatenate(images), np.concatenate(labels)
     assert labels.tolist() == [s.label for s in listing.splits["test"]]
@@ -54,7 +54,7 @@ def test_train_crops_are_seeded_windows_covering_every_row_once_per_epoch(compil
     labels = [StoredImages(out / "train.beton", [r])[0][1] for r in range(12)]
 
     def epoch(loader):
-        return [(x.numpy(), y.view(-1).numpy()) for x, y in loader]
+        return [(x.numpy().copy(), y.view(-1).numpy().copy()) for x, y in loader]   # FFCV reuses its buffers
 
     loader = cls_loader(out, "train", 4, CROP, True, seed=3, num_workers=1)
     first, second = epoch(loader), epoch(loader)

@@ -11,9 +11,10 @@ custom_imports = dict(imports=['fastload.mmdet', 'fastload.mmdet.classification'
 # the folder `fastload compile cls` wrote (`fastload transfer` copies data_root into the datasets)
 data_root = 'data/sun397_beton/'
 # ClsBetonBatches (fastload/mmdet/beton_data.py) yields whole batches; the torch DataLoader only hands them on
-# (batch_size=None, no workers, no sampler, collate_fn 'beton_batch'). Batch size, crop and FFCV decoding threads
-# are the dataset's; training is endless (InfiniteSampler's role), seeded by the Runner's seed.
-beton_loader = dict(_delete_=True, batch_size=None, num_workers=0, sampler=None, collate_fn=dict(type='beton_batch'))
+# (batch_size=1: one of the dataset's batches per item; no workers, no sampler, collate_fn 'beton_batch'). Batch
+# size, crop and FFCV decoding threads are the dataset's; training is endless (InfiniteSampler's role), seeded by
+# the Runner's seed.
+beton_loader = dict(_delete_=True, batch_size=1, num_workers=0, sampler=None, collate_fn=dict(type='beton_batch'))
 train_dataloader = dict(
     **beton_loader,
     dataset=dict(type='ClsBetonBatches', data_root=data_root, split='train', crop_size={{_base_.crop_size}},

@@ -73,7 +73,7 @@ def measure(label: str, config: str, data_root, batches: int, beton: bool = Fals
     return rates
 
 
-def bench_transfer(sun_images: int = 400, sun_size: str = "640x480", sun_batches: int = 6, beton_batches: int = 60,
+def bench_transfer(sun_images: int = 400, sun_size: str = "640x480", sun_batches: int = 8, beton_batches: int = 200,
                    voc_images: int = 64, voc_batches: int = 40, workdir=None, seed: int = 0) -> dict:
     """Images/s (total and per core, 1 and 2 workers) of the SUN-CLS file and beton paths and of the VOC detection
     and action training pipelines. Returns {path: {workers: images/s}} plus the per-core ratios."""

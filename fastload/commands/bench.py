@@ -76,9 +76,9 @@ def configure_train(p):
 def configure_transfer(p):
     p.add_argument("--sun-images", type=int, default=400, help="synthetic SUN397 training JPEGs (default: 400)")
     p.add_argument("--sun-size", default="640x480", help="their size WxH (default: 640x480, about a SUN397 photo)")
-    p.add_argument("--sun-batches", type=int, default=6,
-                   help="timed batches of 50 for the file pipeline (default: 6)")
-    p.add_argument("--beton-batches", type=int, default=60, help="timed batches of 50 for the beton (default: 60)")
+    p.add_argument("--sun-batches", type=int, default=8,
+                   help="timed batches of 50 for the file pipeline (default: 8)")
+    p.add_argument("--beton-batches", type=int, default=200, help="timed batches of 50 for the beton (default: 200)")
     p.add_argument("--voc-images", type=int, default=64, help="synthetic VOC training images (default: 64)")
     p.add_argument("--voc-batches", type=int, default=40,
                    help="timed batches of the detection and action pipelines (default: 40)")

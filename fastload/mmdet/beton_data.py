@@ -8,8 +8,10 @@ Importing this module registers, in mmdet's registries:
 - FUNCTIONS (mmengine's, which every scope searches last): 'beton_batch', the dataloader's collate_fn: the batch as the dataset made it.
 
 How it fits the Runner: Runner.build_dataloader builds a torch DataLoader from the config dict; with
-batch_size=None, num_workers=0, sampler=None and collate_fn=dict(type='beton_batch') that DataLoader only hands on
-what ClsBetonBatches yields (FFCV's own threads decode, `num_workers` of the dataset). A training split is endless
+batch_size=1 (one of the dataset's batches per item), num_workers=0, sampler=None and
+collate_fn=dict(type='beton_batch') that DataLoader only hands on what ClsBetonBatches yields (FFCV's own threads
+decode, `num_workers` of the dataset). batch_size=1 rather than None keeps a batch_sampler on the DataLoader, which
+MMEngine's DistSamplerSeedHook looks into. A training split is endless
 (InfiniteSampler's role: one FFCV epoch after another, each in a new order, so IterBasedTrainLoop never restarts the
 DataLoader and never sleeps at an epoch's end); `len()` is the batches of one epoch. The seed is the Runner's
 (cfg.randomness.seed, which `fastload transfer --seeds` sets): read from torch.initial_seed() when the dataset
@@ -81,8 +83,10 @@ def pack_batch(images, labels) -> dict:
 
 
 @FUNCTIONS.register_module(name="beton_batch")
-def beton_batch(batch):
-    """A DataLoader collate_fn for datasets that yield whole batches: the batch unchanged."""
-    if not isinstance(batch, dict):
-        raise UsageError("collate_fn 'beton_batch' goes with dataset ClsBetonBatches and batch_size=None")
-    return batch
+def beton_batch(items):
+    """A DataLoader collate_fn for datasets that yield whole batches, with the DataLoader's batch_size=1: the one
+    batch, unchanged."""
+    if not (isinstance(items, (list, tuple)) and len(items) == 1 and isinstance(items[0], dict)):
+        raise UsageError("collate_fn 'beton_batch' goes with dataset ClsBetonBatches and the dataloader's "
+                         "batch_size=1 (the batch size is the dataset's)")
+    return items[0]

@@ -109,6 +109,18 @@ def read_classes(folder) -> tuple:
     return tuple(line for line in path.read_text().splitlines() if line)
 
 
+def usable_threads(requested: int) -> int:
+    """FFCV's decoding threads: at most the cores Numba may use (more is an error in Numba), with a warning."""
+    import warnings
+
+    import numba
+    if requested > numba.config.NUMBA_NUM_THREADS:
+        warnings.warn(f"num_workers {requested}: this machine gives Numba {numba.config.NUMBA_NUM_THREADS} threads; "
+                      f"the beton loader uses {numba.config.NUMBA_NUM_THREADS}")
+        return numba.config.NUMBA_NUM_THREADS
+    return requested
+
+
 def cls_loader(folder, split: str, batch_size: int, crop_size: int, train: bool, seed: int = 0,
                num_workers: int = 2, drop_last=None) -> Loader:
     """An FFCV Loader over FOLDER/{split}.beton yielding (uint8 NHWC RGB crops, int64 labels).
@@ -119,6 +131,7 @@ def cls_loader(folder, split: str, batch_size: int, crop_size: int, train: bool,
     if batch_size < 1 or num_workers < 1:
         raise UsageError(f"batch_size {batch_size} / num_workers {num_workers}: both must be >= 1")
     path = split_beton(folder, split)
+    num_workers = usable_threads(num_workers)
     order = OrderOption.RANDOM if train else OrderOption.SEQUENTIAL
     return Loader(str(path), batch_size=batch_size, num_workers=num_workers, order=order,
                   seed=(int(seed) * ORDER_SEED_STRIDE) % (2 ** 31), drop_last=train if drop_last is None else drop_last,

@@ -87,6 +87,14 @@ def test_aircraft_box_leaves_out_the_banner(trees):
     assert all(s.box is None for s in LAYOUTS["aircraft"].read(root, box="false").splits["test"])
 
 
+def test_box_option_takes_true_or_false(trees):
+    from fastload.errors import UsageError
+    with pytest.raises(UsageError, match="aircraft option box=maybe: choose true or false"):
+        LAYOUTS["aircraft"].read(trees["aircraft"], box="maybe")
+    crops = LAYOUTS["cars"].read(trees["cars"], box="true").splits["train"]
+    assert all(s.box is not None for s in crops)
+
+
 def test_aircraft_box_is_one_based_inclusive(tmp_path):
     from fastload.transfer_data.aircraft import read_boxes
     path = tmp_path / "images_box.txt"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .layout import Layout, Listing, Sample
-from .text import check_images_exist, line_error, need_file, numbered_lines, parse_int
+from .text import check_images_exist, line_error, need_file, numbered_lines, parse_flag, parse_int
 
 NEEDS = ("data/images/<id>.jpg, data/variants.txt, data/images_variant_{train,val,test}.txt and "
          "data/images_box.txt (FGVC-Aircraft's fgvc-aircraft-2013b)")
@@ -34,7 +34,7 @@ def read_boxes(path) -> dict:
 def read_aircraft(root, box="true") -> Listing:
     """The FGVC-Aircraft variant listing (100 classes): train, val, test; boxes attached when `box`."""
     root = Path(root)
-    box = str(box).lower() not in ("false", "0", "no")
+    box = parse_flag("aircraft", "box", box)
     classes = tuple(line for _, line in numbered_lines(need_file(root, "data/variants.txt", NEEDS)))
     label = {c: i for i, c in enumerate(classes)}
     boxes = read_boxes(need_file(root, "data/images_box.txt", NEEDS)) if box else {}

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from .layout import Layout, Listing, Sample
-from .text import check_images_exist, load_mat, need_file
+from .text import check_images_exist, load_mat, need_file, parse_flag
 
 NEEDS = ("devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_test_annos_withlabels.mat and the images in "
          "cars_train/, cars_test/ (Stanford Cars)")
@@ -37,7 +37,7 @@ def read_annotations(path, folder: str, num_classes: int, box: bool) -> list:
 def read_cars(root, box="false") -> Listing:
     """The Stanford Cars listing (196 classes): train, test."""
     root = Path(root)
-    box = str(box).lower() in ("true", "1", "yes")
+    box = parse_flag("cars", "box", box)
     classes = tuple(str(n) for n in np.atleast_1d(
         load_mat(need_file(root, "devkit/cars_meta.mat", NEEDS), ["class_names"])["class_names"]))
     test_annos = root / "cars_test_annos_withlabels.mat"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .layout import Layout, Listing, Sample
-from .text import check_images_exist, line_error, need_file, numbered_lines
+from .text import check_images_exist, need_file, numbered_lines
 
 NEEDS = "images/<class>/<id>.jpg, meta/classes.txt and meta/train.json + meta/test.json (or .txt) (Food-101's food-101)"
 

@@ -66,3 +66,12 @@ def check_images_exist(root, samples, listed_in) -> None:
     for s in samples:
         if not (root / s.path).is_file():
             raise DataError(f"{root / s.path} does not exist (listed in {listed_in})")
+
+
+def parse_flag(layout: str, key: str, value) -> bool:
+    """A true/false layout option (given as text by `--option key=value`); anything else is a UsageError."""
+    from ..errors import UsageError
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise UsageError(f"{layout} option {key}={value}: choose true or false")
+    return text == "true"

@@ -610,11 +610,12 @@ def suite_figure(plan, numbers, path) -> list:
             xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(datasets))]
             ax.bar(xs, [100 * y[0] if y else 0 for y in ys], width,
                    yerr=[100 * y[1] if y and y[2] > 1 else 0 for y in ys], capsize=2, label=run)
-        ax.set_xticks(range(len(datasets)), [d for _, d in datasets], rotation=30, fontsize=8)
+        ax.set_xticks(range(len(datasets)), [d for _, d in datasets], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("%")
         ax.set_title(f"{SUITE_PROTOCOLS[kind]}: mean ± std over seeds", fontsize=9)
         ax.legend(fontsize=7, ncol=min(len(runs), 6))
     fig.suptitle("Transfer suite (Kornblith et al. 2019): every run on every dataset", fontsize=10)
+    fig.subplots_adjust(hspace=0.55)
     _save(plt, fig, path)
     return [""]
 

@@ -13,7 +13,7 @@ from .errors import FastloadError, UsageError
 COMMANDS = [
     ("wordnet", "wordnet", "which WordNet is in use; look up a synset's parent chain"),
     ("labelsets", "labelsets", "list, show and export the paper's label sets built from WordNet"),
-    ("synth", "synth", "write synthetic ImageNet / VOC / SUN397 datasets in their standard layouts"),
+    ("synth", "synth", "write synthetic ImageNet / VOC / SUN397 / transfer-suite datasets in their standard layouts"),
     ("compile", "compile", "index an ImageNet-style folder and compile it into FFCV .beton files"),
     ("subset", "subset", "build pre-training manifests (label set x images per class x classes x budget)"),
     ("pretrain", "pretrain", "pre-train AlexNet on a manifest (torchrun for several GPUs), resumable"),

@@ -370,15 +370,19 @@ def shared_gpu_speed(jobs_per_gpu: int) -> float:
 PROTOCOL_IMAGES = {"faster-rcnn_70k_iter-size2": 140_000, "faster-rcnn_70k-1img": 70_000,
                    "faster-rcnn_fpn_1x_voc07": FPN_1X_VOC07_IMAGES, "rstarcnn_70k": 140_000,
                    "sun397_50k": 50_000 * 50}
-# The CPU side of each transfer's data path: training images/s per core. `fastload bench transfer` measures them
-# (docs/transfer-data.md); the figures below are its run on this project's 2-core machine, synthetic data.
+# The CPU side of each transfer's data path: training images/s per core, from `fastload bench transfer`
+# (docs/transfer-data.md) with 1 worker on this project's 2-core machine, shared with other jobs (load ~5), on
+# synthetic data, 2026-12-06: low figures (a core of its own does more), measured alike for every path.
+BENCH_TRANSFER = "`fastload bench transfer`, 1 worker, a shared 2-core machine, synthetic data"
 DATA_RATES = {
-    "sun397_files": {"per_core": 631, "source": "SUN-CLS file pipeline (LoadImageFromFile, Resize 256x256, "
-                                                "crop, flip, pack) on full-size SUN397 JPEGs: 631 images/s per core"},
-    "sun397_beton": {"per_core": 24_000, "source": "SUN-CLS over the compiled beton (a window copy and a flip): "
-                                                   "24,000 images/s per core"},
-    "voc07_det": {"per_core": 60, "source": "PASCAL-DET train pipeline (decode, resize to 1000x600, flip, pack)"},
-    "voc12_action": {"per_core": 60, "source": "PASCAL-ACT-CLS train pipeline (as detection, plus regions)"},
+    "sun397_files": {"per_core": 197, "source": "SUN-CLS file pipeline (LoadImageFromFile, Resize 256x256, crop, "
+                                                f"flip, pack) on 640x480 JPEGs: {BENCH_TRANSFER}"},
+    "sun397_beton": {"per_core": 2_771, "source": "SUN-CLS over the compiled beton (a window copy and a flip): "
+                                                  f"{BENCH_TRANSFER}"},
+    "voc07_det": {"per_core": 203, "source": "PASCAL-DET train pipeline (decode, resize to 1000x600, flip, pack) on "
+                                             f"~200x150 JPEGs (VOC's are ~500x375: a ceiling): {BENCH_TRANSFER}"},
+    "voc12_action": {"per_core": 147, "source": "PASCAL-ACT-CLS train pipeline (as detection, plus regions): "
+                                                f"{BENCH_TRANSFER}"},
 }
 CONFIG_DATA_PATHS = {config: ("sun397_beton" if "beton" in config else "sun397_files") if protocol == "sun397_50k"
                      else "voc12_action" if protocol == "rstarcnn_70k" else "voc07_det"

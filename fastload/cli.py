@@ -13,7 +13,7 @@ from .errors import FastloadError, UsageError
 COMMANDS = [
     ("wordnet", "wordnet", "which WordNet is in use; look up a synset's parent chain"),
     ("labelsets", "labelsets", "list, show, export the paper's and BREEDS label sets; any cut of the tree; print the hierarchy"),
-    ("synth", "synth", "write synthetic ImageNet / VOC / SUN397 datasets in their standard layouts"),
+    ("synth", "synth", "write synthetic ImageNet / VOC / SUN397 / transfer-suite datasets in their standard layouts"),
     ("compile", "compile", "index an ImageNet-style folder and compile it into FFCV .beton files"),
     ("subset", "subset", "build pre-training manifests (label set x images per class x classes x budget)"),
     ("pretrain", "pretrain", "pre-train AlexNet on a manifest (torchrun for several GPUs), resumable"),
@@ -21,6 +21,7 @@ COMMANDS = [
     ("imagenet-cls", "imagenet_cls", "ImageNet top-1/top-5 of a label-set network with a retrained 1000-way fc8"),
     ("subpop", "subpop", "BREEDS subpopulation shift: new fc8 on source subclasses, source vs target top-1"),
     ("induction", "induction", "nearest-neighbour accuracy on classes unseen in pre-training"),
+    ("suite", "suite", "classification transfer suite: linear probe or fine-tuning on a `compile cls` dataset"),
     ("coarse-fine", "coarse_fine", "coarse-class minus fine-class accuracy per coarse class"),
     ("neighbours", "neighbours", "nearest-neighbour picture grids (paper Fig. 5)"),
     ("reproduce", "reproduce", "run an experiment plan end to end (local or Slurm), resumable"),

@@ -7,3 +7,7 @@ class FastloadError(Exception):
 
 class UsageError(FastloadError):
     """A bad command-line argument: one line, exit status 2 (as argparse does)."""
+
+
+class DataError(FastloadError):
+    """Malformed dataset files (a listing, a partition file): one line naming the file and line. Exit status 1."""

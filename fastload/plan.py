@@ -5,8 +5,11 @@ A plan is a YAML file (datasets/paper_plan.yaml, datasets/demo_plan.yaml, or you
     name, description        free text
     manifests                the manifest list that run manifests name: 'paper' (datasets/paper_manifests.yaml,
                              the default) or a YAML path (relative to the plan file)
-    data                     {key: {synth: [args]}}: the data roots the plan reads (imagenet, voc, sun, ...);
-                             `synth` gives the `fastload synth KEY` arguments the demo uses when no --data is given
+    data                     {key: {synth: [args], compile: {layout, args}}}: the data roots the plan reads
+                             (imagenet, voc, sun, ...); `synth` gives the `fastload synth KEY` arguments the demo
+                             uses when no --data is given; `compile` compiles that root once with
+                             `fastload compile cls LAYOUT ROOT RESULTS/compiled/KEY ARGS` (LAYOUT a key of
+                             fastload.transfer_data.LAYOUTS), which an evaluation reads with data_root "{compiled}"
     compile                  extra arguments for `fastload compile imagenet ROOT OUT`
     defaults                 recipe, gpus, seeds (transfer seeds), pretrain_args, manifest_seed
     evaluations              {name: {kind, label, seeds, gpus, args, metric, ...}}: `kind` is a key of KINDS below,
@@ -56,7 +59,8 @@ EVAL_KEYS = {
     "kind": "a key of KINDS", "label": "the report's name of the number", "seeds": "list of seeds",
     "gpus": "GPUs per step", "args": "extra command-line arguments", "metric": "dotted key of the result file",
     "config": "transfer config (a file in transfer/ or a path)", "data": "the data key it fine-tunes on",
-    "data_root": "where the config's data_root points inside that key's folder (default '{root}')",
+    "data_root": "where the config's data_root points inside that key's folder (default '{root}'; '{compiled}': "
+                 "the key's compile folder, when the plan compiles it)",
     "group_seeds": "run all seeds in one step (its result lists them)", "baseline": "run id of the reference model",
     "labelset": "label set (default: the run's own)", "command": "argv template", "result": "result file template",
 }
@@ -90,6 +94,10 @@ class Kind:
 KINDS = {
     "synth": Kind(("fastload", "synth", "{dataset}", "{out}", "{args*}")),
     "compile": Kind(("fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"), result="compile.json"),
+    # a transfer dataset compiled once (a plan's `data: {KEY: {compile: {layout, args}}}`), read by evaluations
+    # whose data_root is "{compiled}"
+    "compile_cls": Kind(("fastload", "compile", "cls", "{layout}", "{root}", "{out}", "{args*}"),
+                        result="compile.json"),
     # a manifest named in the plan's manifest list (datasets/paper_manifests.yaml), or an inline selection
     "manifest": Kind(("fastload", "subset", "--index", "{compiled}/train_index.npz", "{manifest_args*}")),
     "pretrain": Kind(("fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
@@ -116,6 +124,15 @@ KINDS = {
     "subpop": Kind(("fastload", "subpop", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
                     "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
                    result="summary.json", evaluation=True, metric="target_top1", seeded=True),
+    # the classification transfer suite (docs/suite.md) on a `compile cls` folder: data_root "{compiled}"
+    "probe": Kind(("fastload", "suite", "probe", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
+                   "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
+                  result="summary.json", evaluation=True, required=frozenset({"data"}),
+                  allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+    "finetune": Kind(("fastload", "suite", "finetune", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
+                      "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
+                     result="summary.json", evaluation=True, required=frozenset({"data"}),
+                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
     # any command of the user's (an argv template in the evaluation's `command`)
     "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
                   allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
@@ -143,11 +160,13 @@ ARCH_VARIANTS = {
     "resnet50": ArchVariant("ResNet-50", "resnet50_16", 8, {
         "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r50_fpn_1x_voc07.py",
         "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r50-c4_70k_voc12-action.py",
-        "alexnet-caffe_50k_sun397.py": "resnet50_50k_sun397.py"}),
+        "alexnet-caffe_50k_sun397.py": "resnet50_50k_sun397.py",
+        "alexnet-caffe_50k_sun397-beton.py": "resnet50_50k_sun397-beton.py"}),
     "resnet18": ArchVariant("ResNet-18", "resnet18_16", 1, {
         "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r18_fpn_1x_voc07.py",
         "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r18-c4_70k_voc12-action.py",
-        "alexnet-caffe_50k_sun397.py": "resnet18_50k_sun397.py"}),
+        "alexnet-caffe_50k_sun397.py": "resnet18_50k_sun397.py",
+        "alexnet-caffe_50k_sun397-beton.py": "resnet18_50k_sun397-beton.py"}),
 }
 # how the report names the network a recipe trains (its `arch`)
 ARCH_LABELS = {"alexnet_caffe": "AlexNet", "alexnet_tv": "AlexNet (torchvision)",
@@ -212,6 +231,7 @@ class Plan:
     runs: list                  # of Run
     commands: dict              # step kind -> argv template
     arch: str = None            # the ARCH_VARIANTS key it was expanded for (`--arch`); None: its own recipes
+    data_compile: dict = None   # data key -> {layout, args}: compiled once by a compile_cls step
 
     def run_ids(self) -> list:
         return [r.id for r in self.runs]
@@ -251,6 +271,9 @@ class Step:
     seed: int = None
     resume_file: str = None     # pretrain: when this exists at launch, "{resume*}" expands to --resume
     arch: str = None            # a run's steps: the network its recipe trains (None: a recipe fastload can't read)
+    config: str = None          # a transfer step: the plan's config name (what the dry run prices it by)
+    args: list = None           # the plan's extra arguments of the step (pretrain_args, an evaluation's args)
+    manifest: str = None        # a pre-training step: the manifest file it trains on
 
     def fingerprint(self) -> str:
         """Identifies what the step computes: a plan change that alters its command re-runs it."""
@@ -412,8 +435,13 @@ def parse_plan(raw, path: str = "<plan>") -> Plan:
             _fail(path, f"evaluations.{name}.baseline", f"run {e.baseline!r} is not in the plan's runs")
     if sum("control" in r.tags for r in runs) > 1:
         _fail(path, "runs", "more than one run is tagged 'control' (the report compares with one)")
+    data_compile = _parse_data_compile(path, raw.get("data") or {})
+    for name, e in evaluations.items():
+        if "{compiled}" in e.data_root and e.data not in data_compile:
+            _fail(path, f"evaluations.{name}.data_root", f"'{{compiled}}' needs data.{e.data}.compile "
+                                                         "(the layout that compiles it)")
     return Plan(path=path, name=str(raw["name"]), description=str(raw.get("description", "")),
-                manifests=manifests, data=data,
+                manifests=manifests, data=data, data_compile=data_compile,
                 compile_args=_check_args(path, "compile", raw.get("compile") or []), defaults=defaults,
                 evaluations=evaluations, runs=runs, commands=commands)
 
@@ -425,10 +453,28 @@ def _parse_data(path, data):
     for key, spec in data.items():
         _check_name(path, "data", key, "data key")
         spec = spec or {}
-        _check_keys(path, f"data.{key}", spec, {"synth"})
+        _check_keys(path, f"data.{key}", spec, {"synth", "compile"})
         out[key] = _check_args(path, f"data.{key}.synth", spec.get("synth") or [])
     if "imagenet" not in out:
         _fail(path, "data", "must include 'imagenet' (the pre-training data)")
+    return out
+
+
+def _parse_data_compile(path, data) -> dict:
+    """data key -> {layout, args} for every data entry with a `compile` (a layout of transfer_data.LAYOUTS)."""
+    from .transfer_data import LAYOUTS
+    out = {}
+    for key, spec in data.items():
+        compile_spec = (spec or {}).get("compile")
+        if compile_spec is None:
+            continue
+        where = f"data.{key}.compile"
+        _check_keys(path, where, compile_spec, {"layout", "args"})
+        if compile_spec.get("layout") not in LAYOUTS:
+            _fail(path, f"{where}.layout", f"{compile_spec.get('layout')!r} is not a layout (allowed: "
+                                           f"{', '.join(sorted(LAYOUTS))})")
+        out[key] = {"layout": compile_spec["layout"],
+                    "args": _check_args(path, f"{where}.args", compile_spec.get("args") or [])}
     return out
 
 
@@ -592,6 +638,11 @@ class _Where:
     synth: bool
 
 
+def compiled_data_dir(results: Path, key: str) -> Path:
+    """Where a compile_cls step writes data key `key`'s betons."""
+    return results / "compiled" / key
+
+
 def manifest_step_id(run: Run) -> str:
     """Runs that name the same manifest of the list share its step; an inline selection is the run's own."""
     return f"manifest/{run.manifest if isinstance(run.manifest, str) else run.id}"
@@ -622,6 +673,11 @@ def build_steps(plan: Plan, data_roots: dict, results_dir, synth: bool = False) 
     steps.append(_make(plan, "compile", "compile/imagenet", where.compiled,
                        {"root": data_roots["imagenet"], "out": where.compiled, "args": plan.compile_args},
                        deps=["synth/imagenet"] if synth else [], result_dir=where.compiled))
+    for key, spec in (plan.data_compile or {}).items():
+        out = compiled_data_dir(results, key)
+        steps.append(_make(plan, "compile_cls", f"compile/{key}", out,
+                           {"layout": spec["layout"], "root": data_roots[key], "out": out, "args": spec["args"]},
+                           deps=[f"synth/{key}"] if synth else [], result_dir=out))
     for run in plan.runs:
         steps += _run_steps(plan, run, where, {s.id for s in steps})
     _check_graph(steps)
@@ -642,6 +698,7 @@ def _run_steps(plan, run, where, existing):
                  "args": run.pretrain_args}, deps=[manifest_step_id(run)], outputs=[str(checkpoint)],
                 result_dir=run_dir, run=run.id, gpus=run.gpus)
     pre.recipe, pre.resume_file = run.recipe, str(checkpoint)
+    pre.args, pre.manifest = list(run.pretrain_args), str(manifest)
     pre.arch = recipe_arch(run.recipe, run.pretrain_args)
     steps.append(pre)
     for ev_name in run.evals:
@@ -670,8 +727,11 @@ def _eval_step(plan, run: Run, ev: Evaluation, seeds: list, where: _Where) -> St
         values["config"] = _config_path(ev.config)
     if ev.data:
         # e.g. "{root}/VOCdevkit/": where the config's data_root points inside the data key's folder
-        values["data_root"] = ev.data_root.format(root=where.data_roots[ev.data])
-        if where.synth:
+        compiled = compiled_data_dir(where.results, ev.data)
+        values["data_root"] = ev.data_root.format(root=where.data_roots[ev.data], compiled=compiled)
+        if "{compiled}" in ev.data_root:
+            deps.append(f"compile/{ev.data}")
+        elif where.synth:
             deps.append(f"synth/{ev.data}")
     if ev.baseline:
         values["baseline"] = where.results / "runs" / ev.baseline / "last.pt"
@@ -680,6 +740,7 @@ def _eval_step(plan, run: Run, ev: Evaluation, seeds: list, where: _Where) -> St
     step = _make(plan, ev.kind, sid, out, values, deps=deps, result_dir=out, run=run.id, gpus=ev.gpus,
                  template=ev.command, result=ev.result)
     step.evaluation, step.seed, step.recipe = ev.name, seed, run.recipe
+    step.config, step.args = ev.config, list(ev.args)
     return step
 
 

@@ -636,6 +636,94 @@ def bars_figure(plan, numbers, paper, tag, title, path) -> list:
     return lines
 
 
+# ---------------------------------------------------------------- the transfer suite (docs/suite.md)
+
+SUITE_PROTOCOLS = {"probe": "linear probe", "finetune": "fine-tuning"}
+
+
+def suite_datasets(plan, numbers, kind) -> list:
+    """(evaluation name, data key) of the plan's evaluations of `kind` (probe/finetune) that have a number."""
+    return [(name, ev.data) for name, ev in plan.evaluations.items()
+            if ev.kind == kind and any(e == name for _, e in numbers)]
+
+
+def suite_average(numbers, run, evs):
+    """{seed: mean over the datasets} for the seeds every dataset has; None when a dataset lacks the run."""
+    per = [numbers.get((run, e)) for e in evs]
+    if not all(per):
+        return None
+    seeds = set.intersection(*(set(v) for v in per))
+    return {seed: float(np.mean([v[seed] for v in per])) for seed in seeds} or None
+
+
+def suite_table(plan, numbers, kind) -> list:
+    """Runs x datasets of one protocol, mean ± std (seeds), each run's difference from the control marked
+    "within noise" when |difference| < its std, and the average over the datasets (per seed, then over seeds)."""
+    datasets = suite_datasets(plan, numbers, kind)
+    if not datasets:
+        return []
+    evs = [e for e, _ in datasets]
+    control = control_of(plan)
+    header = ["run"] + [d for _, d in datasets] + ["average"]
+    lines = [f"### Transfer suite: {SUITE_PROTOCOLS[kind]} (Kornblith et al. 2019)", "",
+             "Each cell: mean ± std (seeds) in percent of the dataset's metric (top-1; mean per-class accuracy for "
+             "aircraft, caltech101, flowers102, pets; 11-point mAP for voc07)"
+             + (f"; \"{NOISE}\" where the difference from the control `{control[0]}` is below its std" if control
+                else "") + ". The average is over the datasets for each seed, then over seeds.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in plan.runs:
+        cells = [numbers.get((run.id, e)) for e in evs]
+        if not any(cells):
+            continue
+        cells.append(suite_average(numbers, run.id, evs))
+        keys = evs + [None]
+        row = []
+        for key, values in zip(keys, cells):
+            ref = None
+            if control and run.id != control[0]:
+                ref = suite_average(numbers, control[0], evs) if key is None else numbers.get((control[0], key))
+            note = noise_note(difference(values, ref)) if values and ref else ""
+            row.append(fmt(stats(values)) + (f" ({note})" if note == NOISE else ""))
+        name = f"{run.id} (control)" if control and run.id == control[0] else run.id
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def suite_figure(plan, numbers, path) -> list:
+    """Grouped bars: per protocol, each dataset's mean ± std for every run that has it; [] when nothing to draw."""
+    kinds = [k for k in SUITE_PROTOCOLS if suite_datasets(plan, numbers, k)]
+    if not kinds:
+        return []
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(11, 3.2 * len(kinds)), squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds):
+        datasets = suite_datasets(plan, numbers, kind)
+        runs = [r.id for r in plan.runs if any((r.id, e) in numbers for e, _ in datasets)]
+        width = 0.8 / max(len(runs), 1)
+        for i, run in enumerate(runs):
+            ys = [stats(numbers.get((run, e))) for e, _ in datasets]
+            xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(datasets))]
+            ax.bar(xs, [100 * y[0] if y else 0 for y in ys], width,
+                   yerr=[100 * y[1] if y and y[2] > 1 else 0 for y in ys], capsize=2, label=run)
+        ax.set_xticks(range(len(datasets)), [d for _, d in datasets], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("%")
+        ax.set_title(f"{SUITE_PROTOCOLS[kind]}: mean ± std over seeds", fontsize=9)
+        ax.legend(fontsize=7, ncol=min(len(runs), 6))
+    fig.suptitle("Transfer suite (Kornblith et al. 2019): every run on every dataset", fontsize=10)
+    fig.subplots_adjust(hspace=0.55)
+    _save(plt, fig, path)
+    return [""]
+
+
+def suite_sections(plan, numbers, figures) -> list:
+    """The suite's figure and its two tables (probe, fine-tuning), or nothing when the plan ran no suite step."""
+    tables = suite_table(plan, numbers, "probe") + suite_table(plan, numbers, "finetune")
+    if not tables:
+        return []
+    body = suite_figure(plan, numbers, figures / "suite.png")
+    return ["## Transfer suite", "", "![suite](figures/suite.png)", ""] + body + tables
+
+
 # ---------------------------------------------------------------- the report
 
 def _figure_sections(plan, numbers, done, paper, figures, src: Sources) -> list:
@@ -669,6 +757,7 @@ def write_report(results_dir) -> Path:
              f"gives one (— where the paper states none or the plan did not run it). A difference whose |mean| is "
              f"below its std is marked \"{NOISE}\".", ""]
     lines += _figure_sections(plan, numbers, done, paper, results / "figures", src)
+    lines += suite_sections(plan, numbers, results / "figures")
     lines += ["## Tables", ""]
     for tab_id, (kind, title) in TABLES.items():
         maker = columns_table if kind == "columns" else grid_table

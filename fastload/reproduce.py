@@ -14,6 +14,7 @@ scheduling rules as the local launcher.
 import collections
 import functools
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -78,6 +79,10 @@ CONFIG_PROTOCOLS = {
     "alexnet-tv_50k_sun397.py": "sun397_50k",
     "resnet50_50k_sun397.py": "sun397_50k",
     "resnet18_50k_sun397.py": "sun397_50k",
+    "alexnet-caffe_50k_sun397-beton.py": "sun397_50k",
+    "alexnet-tv_50k_sun397-beton.py": "sun397_50k",
+    "resnet50_50k_sun397-beton.py": "sun397_50k",
+    "resnet18_50k_sun397-beton.py": "sun397_50k",
 }
 ESTIMATES = {
     # keyed by the recipe's arch
@@ -100,6 +105,9 @@ ESTIMATES = {
     },
     "compile": {"seconds": 3600, "source": "assumption, not measured: ImageNet's 1.33M JPEGs decoded, resized "
                                            "and written in about an hour on a 16-64 core node"},
+    "compile_cls": {"seconds": 19_850 / (2 * 600), "source": "assumption: SUN397 partition 1 (19,850 images) "
+                                                             "decoded and warped by 2 writer processes at ~600 "
+                                                             "images/s each (the file pipeline's rate per core)"},
     "manifest": {"seconds": 10, "source": "README: 0.36 s per manifest with Numba, plus process start and the "
                                           "6 s JIT"},
     "synth": {"seconds": 60, "source": "assumption: a small synthetic dataset"},
@@ -111,6 +119,11 @@ ESTIMATES = {
     "coarse_fine": {"seconds": 900, "source": "assumption: fc7 features and nearest neighbours, as induction"},
     "subpop": {"seconds": 600, "source": "assumption: as imagenet_cls on a BREEDS set's images (entity30: 120 "
                                          "source classes to train on, 240 to test), plus process start"},
+    "probe": {"seconds": 600, "source": "assumption: penultimate features of one suite dataset (<= 100k images, "
+                                        "once, cached) and 45 warm-started L-BFGS fits per seed"},
+    "finetune": {"seconds": 19_531 * 256 / 1_770,
+                 "source": "one seed: 19,531 steps of 256 images at ~1,770 img/s (FFCV's ResNet-50 rate per A100 "
+                           "scaled by pixels to 224 px; an estimate, not measured here)"},
 }
 
 
@@ -208,10 +221,11 @@ def manifest_list(name: str) -> dict:
 
 def pretrain_work(step, steps_by_id) -> tuple:
     """(images seen over the run, crop side in pixels, how the image count was found) of a pre-training step."""
-    cfg = recipe_settings(option(step.argv, "--recipe") or "paper")
-    epochs = int(option(step.argv, "--epochs") or cfg["epochs"])
+    cfg = recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")
+    args = step.args if step.args is not None else step.argv   # steps files from before Step.args: the argv
+    epochs = int(option(args, "--epochs") or cfg["epochs"])
     side = (int(cfg["min_res"]) + int(cfg["max_res"])) / 2  # progressive resizing: about the mean side
-    images, how = manifest_images(option(step.argv, "--manifest"), steps_by_id)
+    images, how = manifest_images(step.manifest or option(step.argv, "--manifest"), steps_by_id)
     return images * epochs, side, how
 
 
@@ -237,7 +251,7 @@ def manifest_images(manifest, steps_by_id) -> tuple:
 
 def pretrain_arch(step) -> str:
     """The network a pre-training step trains: the steps file's record of it, else its recipe's."""
-    return step.arch or recipe_settings(option(step.argv, "--recipe") or "paper")["arch"]
+    return step.arch or recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")["arch"]
 
 
 def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
@@ -248,7 +262,7 @@ def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
     for r in (store.records() if store else []):
         step = steps_by_id.get(r["step"])
         if r["status"] == "done" and step is not None and step.kind == "pretrain" and r.get("wall_s") and \
-                pretrain_arch(step) == arch:
+                readable_recipe(step) and pretrain_arch(step) == arch:
             work, side, _ = pretrain_work(step, steps_by_id)
             rates.append(work * side ** 2 / (float(r["wall_s"]) * max(step.gpus, 1)))
     if rates:
@@ -284,7 +298,7 @@ def bench_candidates(path) -> list:
 
 def check_bench_archs(steps, bench_json) -> None:
     """A --bench-json file measured a network the plan pre-trains: one measured on another would price nothing."""
-    archs = {pretrain_arch(s) for s in steps if s.kind == "pretrain"}
+    archs = {pretrain_arch(s) for s in steps if s.kind == "pretrain" and readable_recipe(s)}
     for path in bench_json or ():
         measured = {c[2] for c in bench_candidates(path)}
         if archs and not measured & archs:
@@ -303,7 +317,7 @@ def price_steps(steps: list, store=None, bench_json=()) -> dict:
     out = {}
     for step in steps:
         gpus = step.gpus
-        if step.kind == "pretrain":
+        if step.kind == "pretrain" and readable_recipe(step):
             arch = pretrain_arch(step)
             if arch not in pixel_rates:
                 pixel_rates[arch] = pixel_rate_of(arch, by_id, store, bench_json)
@@ -318,8 +332,10 @@ def price_steps(steps: list, store=None, bench_json=()) -> dict:
             wall = statistics.median(walls[step_class(step.id)])
             out[step.id] = (wall, wall * gpus if gpus else None,
                             f"measured: median of {len(walls[step_class(step.id)])} done step(s) in {store.path}")
+        elif step.kind == "pretrain":
+            out[step.id] = (None, None, f"no estimate: recipe {step.recipe!r} is not one fastload reads")
         else:
-            key = Path(step.argv[2]).name if step.kind == "transfer" and len(step.argv) > 2 else step.kind
+            key = price_key(step)
             est = ESTIMATES.get(key)
             wall = est["seconds"] if est else None
             out[step.id] = (wall, wall * gpus if est and gpus else None,
@@ -327,8 +343,89 @@ def price_steps(steps: list, store=None, bench_json=()) -> dict:
     return out
 
 
+def readable_recipe(step) -> bool:
+    """A pre-training step's recipe is one fastload reads (a plan's own pretrain command may name any)."""
+    if step.arch is not None:
+        return True
+    try:
+        recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")
+    except UsageError:
+        return False
+    return True
+
+
+def price_key(step) -> str:
+    """What a step is priced by: a transfer's config file name (the plan's `config`, whatever command runs it),
+    else its kind."""
+    return Path(step.config).name if step.kind == "transfer" and step.config else step.kind
+
+
+# ---------------------------------------------------------------- dry run: bounds (data path, shared GPU)
+
+# A step that shares its GPU with K - 1 others (--jobs-per-gpu K) runs at most at 1/K of its speed alone: K steps
+# on one GPU add no GPU. Applied to estimated rates; a measured wall already holds whatever sharing it ran under.
+def shared_gpu_speed(jobs_per_gpu: int) -> float:
+    return 1.0 / max(int(jobs_per_gpu), 1)
+
+
+# Training images each transfer protocol reads (TRANSFER_ESTIMATES' schedules)
+PROTOCOL_IMAGES = {"faster-rcnn_70k_iter-size2": 140_000, "faster-rcnn_70k-1img": 70_000,
+                   "faster-rcnn_fpn_1x_voc07": FPN_1X_VOC07_IMAGES, "rstarcnn_70k": 140_000,
+                   "sun397_50k": 50_000 * 50}
+# The CPU side of each transfer's data path: training images/s per core, from `fastload bench transfer`
+# (docs/transfer-data.md) with 1 worker on this project's 2-core machine, shared with other jobs (load ~5), on
+# synthetic data, 2026-12-06: low figures (a core of its own does more), measured alike for every path.
+BENCH_TRANSFER = "`fastload bench transfer`, 1 worker, a shared 2-core machine, synthetic data"
+DATA_RATES = {
+    "sun397_files": {"per_core": 197, "source": "SUN-CLS file pipeline (LoadImageFromFile, Resize 256x256, crop, "
+                                                f"flip, pack) on 640x480 JPEGs: {BENCH_TRANSFER}"},
+    "sun397_beton": {"per_core": 2_771, "source": "SUN-CLS over the compiled beton (a window copy and a flip): "
+                                                  f"{BENCH_TRANSFER}"},
+    "voc07_det": {"per_core": 203, "source": "PASCAL-DET train pipeline (decode, resize to 1000x600, flip, pack) on "
+                                             f"~200x150 JPEGs (VOC's are ~500x375: a ceiling): {BENCH_TRANSFER}"},
+    "voc12_action": {"per_core": 147, "source": "PASCAL-ACT-CLS train pipeline (as detection, plus regions): "
+                                                f"{BENCH_TRANSFER}"},
+}
+CONFIG_DATA_PATHS = {config: ("sun397_beton" if "beton" in config else "sun397_files") if protocol == "sun397_50k"
+                     else "voc12_action" if protocol == "rstarcnn_70k" else "voc07_det"
+                     for config, protocol in CONFIG_PROTOCOLS.items()}
+
+
+def data_seconds(step, cores: float):
+    """(seconds the step's data path needs on `cores` cores, data path) or (None, None) without a declared rate."""
+    key = price_key(step)
+    if key not in CONFIG_DATA_PATHS:
+        return None, None
+    path = CONFIG_DATA_PATHS[key]
+    return PROTOCOL_IMAGES[CONFIG_PROTOCOLS[key]] / (DATA_RATES[path]["per_core"] * cores), path
+
+
+def bound_steps(steps, priced: dict, pool, cpus: int) -> dict:
+    """step id -> (wall seconds or None, bound): the slower of the step's GPU time (slowed by a shared GPU) and its
+    data path's CPU time on the cores it gets (--cpus shared evenly by the steps running at once)."""
+    slots = len(pool.gpus) * pool.jobs_per_gpu if pool.gpus else pool.jobs
+    cores = cpus / max(slots, 1)
+    out = {}
+    for step in steps:
+        wall, _, source = priced[step.id]
+        if wall is None:
+            out[step.id] = (None, "unpriced")
+            continue
+        shared = pool.gpus and step.gpus == 1 and pool.jobs_per_gpu > 1 and not source.startswith("measured")
+        compute = wall / shared_gpu_speed(pool.jobs_per_gpu) if shared else wall
+        data, path = data_seconds(step, cores)
+        label = "GPU" if pool.gpus and step.gpus else "compute"
+        if shared:
+            label += f" (shared: 1/{pool.jobs_per_gpu} speed)"
+        if data is not None and data > compute:
+            out[step.id] = (data, f"CPU data ({path}, {cores:g} cores)")
+        else:
+            out[step.id] = (compute, label + (f"; data {format_duration(data)} on {cores:g} cores" if data else ""))
+    return out
+
+
 def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gpu=1, synth=False, only=None,
-            bench_json=(), arch=None, log=print) -> dict:
+            bench_json=(), arch=None, cpus=None, log=print) -> dict:
     """Print the plan's steps by class with their hours, the GPU-hours and the makespan on `gpus`; runs nothing
     and writes nothing. Returns {'gpu_hours': h, 'makespan_h': h, 'unpriced': n}."""
     plan = load_plan(plan_name, arch)
@@ -341,8 +438,11 @@ def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gp
     check_bench_archs(steps, bench_json)
     store = ResultsStore(results_dir) if results_dir and ResultsStore(results_dir).path.exists() else None
     priced = price_steps(steps, store, bench_json)
+    cpus = cpus or os.cpu_count() or 1
+    bounds = bound_steps(steps, priced, pool, cpus)
+    priced = {sid: (bounds[sid][0], gpu_s, source) for sid, (_, gpu_s, source) in priced.items()}
     log(f"plan {plan.name} ({plan.path}): {len(steps)} steps, priced for {len(gpus)} GPU(s) x {jobs_per_gpu} "
-        f"job(s) each and {jobs} CPU job(s)")
+        f"job(s) each, {jobs} CPU job(s) and {cpus} CPU core(s)")
     notes = price_table(steps, priced, log)
     gpu_hours = sum(g for _, g, _ in priced.values() if g) / 3600
     measured = sum(g for _, g, src in priced.values() if g and src.startswith("measured")) / 3600
@@ -354,11 +454,26 @@ def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gp
         + (f"; {len(unpriced)} step(s) without a price count 0" if unpriced else ""))
     for i, note in enumerate(notes, 1):
         log(f"[{i}] {note}")
+    log_bounds(steps, bounds, log)
     by_id = {s.id: s for s in steps}
-    counted = collections.Counter(pretrain_work(s, by_id)[2] for s in steps if s.kind == "pretrain")
+    counted = collections.Counter(pretrain_work(s, by_id)[2] for s in steps
+                                  if s.kind == "pretrain" and readable_recipe(s))
     if counted:
         log("pre-training images per run: " + "; ".join(f"{n} run(s): {how}" for how, n in counted.items()))
     return {"gpu_hours": gpu_hours, "makespan_h": makespan, "unpriced": len(unpriced)}
+
+
+def log_bounds(steps, bounds: dict, log) -> None:
+    """Which bound each step class hits (GPU or CPU data), and the data rates used."""
+    seen, used = {}, set()
+    for step in steps:
+        seen.setdefault(step_class(step.id), bounds[step.id][1])
+        used.update(path for path in DATA_RATES if f"({path}," in bounds[step.id][1] or step.config and
+                    CONFIG_DATA_PATHS.get(price_key(step)) == path)
+    for name, bound in seen.items():
+        log(f"bound {name:<14}{bound}")
+    for path in sorted(used):
+        log(f"data rate {path}: {DATA_RATES[path]['per_core']:,} images/s per core ({DATA_RATES[path]['source']})")
 
 
 def price_table(steps, priced, log) -> list:

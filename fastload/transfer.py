@@ -50,6 +50,8 @@ DATA_ROOT_CONTENTS = {
                                            "ImageSets/Action), i.e. VOCdevkit/"),
     "SUN397Dataset": ("SUN-CLS", "the folder that holds SUN397/ (the images, SUN397/a/abbey/...) and Partitions/ "
                                  "(Training_01.txt, Testing_01.txt, ...)"),
+    "ClsBetonBatches": ("SUN-CLS (betons)", "the folder `fastload compile cls LAYOUT ROOT OUT` wrote (train.beton, "
+                                            "test.beton, classes.txt)"),
 }
 
 

@@ -30,14 +30,14 @@ def test_paper_plan_with_a_resnet(arch):
     assert variant.label in resnet.description and alexnet.description.strip() in resnet.description
     assert load_recipe(variant.recipe)["arch"] == arch
     old, new = steps_of(None), steps_of(arch)
-    assert list(new) == list(old) and len(new) == 234   # the same steps, ids and dependencies
+    assert list(new) == list(old) and len(new) == 235   # the same steps, ids and dependencies
     configs = {str(TRANSFER_CONFIGS_DIR / a): str(TRANSFER_CONFIGS_DIR / r) for a, r in variant.configs.items()}
     kinds = set()
     for sid, step in new.items():
         before = old[sid]
         assert step.deps == before.deps and step.kind == before.kind
         kinds.add(step.kind)
-        if step.kind in ("compile", "manifest"):
+        if step.kind in ("compile", "compile_cls", "manifest"):
             assert step.argv == before.argv and step.arch is None   # shared by every network
             continue
         assert step.arch == arch and before.arch == "alexnet_caffe", sid   # what the store and report read
@@ -55,7 +55,7 @@ def test_paper_plan_with_a_resnet(arch):
             assert option(step.argv, "--checkpoint") == f"/r/runs/{step.run}/last.pt"
             expected = before.argv
         assert step.argv == expected, sid
-    assert kinds == {"compile", "manifest", "pretrain", "transfer", *ANALYSES}
+    assert kinds == {"compile", "compile_cls", "manifest", "pretrain", "transfer", *ANALYSES}
     ind = new["induction/top_down_127"]
     assert option(ind.argv, "--baseline") == "/r/runs/full/last.pt" and option(ind.argv, "--labelset") == "top_down@127"
     assert option(new["coarse_fine/full"].argv, "--labelset") == "top_down@127"
@@ -98,10 +98,10 @@ def test_a_missing_mapped_config_is_named(tmp_path, monkeypatch):
     for variant in ARCH_VARIANTS.values():
         for name in variant.configs.values():
             (tmp_path / name).write_text("# present\n")
-    (tmp_path / "resnet50_50k_sun397.py").unlink()
+    (tmp_path / "resnet50_50k_sun397-beton.py").unlink()
     monkeypatch.setattr(plan_module, "TRANSFER_CONFIGS_DIR", tmp_path)
-    with pytest.raises(FastloadError, match=rf"transfer config {tmp_path}/resnet50_50k_sun397.py does not exist "
-                                            r"\(the ResNet-50 counterpart of alexnet-caffe_50k_sun397.py, "
+    with pytest.raises(FastloadError, match=rf"transfer config {tmp_path}/resnet50_50k_sun397-beton.py does not "
+                                            r"exist \(the ResNet-50 counterpart of alexnet-caffe_50k_sun397-beton.py, "
                                             r"evaluation sun_cls"):
         load_plan("paper", "resnet50")
     assert load_plan("paper", "resnet18").arch == "resnet18"   # its own configs are all there
@@ -148,7 +148,7 @@ def dry_rows(stdout):
 ])
 def test_dry_run_prices_the_resnets_from_ffcv_s_figures(arch, full_wall, figure):
     out = run_cli("reproduce", "--plan", "paper", "--dry-run", "--arch", arch, "--gpus", "8", check=True)
-    assert f"plan paper_{arch} " in out.stdout and "234 steps" in out.stdout
+    assert f"plan paper_{arch} " in out.stdout and "235 steps" in out.stdout
     pre = dry_rows(out.stdout)["pretrain"]
     assert f"-{full_wall}" in pre and "estimated [" in pre   # the full run: FFCV's own time for the recipe
     assert figure in out.stdout and "an estimate" in out.stdout

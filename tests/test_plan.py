@@ -120,7 +120,8 @@ def test_every_evaluation_kind_is_one_table_entry():
         assert kind.required <= set(EVAL_KEYS) and kind.allowed <= set(EVAL_KEYS), name
         assert kind.command or name == "shell", name   # shell takes its command from the evaluation
         assert not (kind.evaluation and kind.seeded is False and "group_seeds" in kind.allowed), name
-    assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell", "subpop"}
+    assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell", "subpop", "probe",
+                               "finetune"}
     assert set(report.FIGURES) | set(report.TABLES) | {"control"} == set(TAGS)
 
 
@@ -242,8 +243,8 @@ def test_data_roots(tmp_path):
 def test_select_steps_pulls_in_dependencies():
     steps = build_steps(load_plan("paper"), ROOTS, "/r")
     picked = [s.id for s in select_steps(steps, ["sun_cls/top_down_127/seed1"])]
-    assert picked == ["compile/imagenet", "manifest/top_down_127", "pretrain/top_down_127",
-                      "sun_cls/top_down_127/seed1"]
+    assert picked == ["compile/imagenet", "compile/sun", "manifest/top_down_127", "pretrain/top_down_127",
+                      "sun_cls/top_down_127/seed1"]   # SUN-CLS reads the compiled SUN397
     assert {s.id for s in select_steps(steps, ["pretrain/"])} == \
         {s.id for s in steps if s.kind in ("compile", "manifest", "pretrain")}
     with pytest.raises(UsageError, match="matches no step"):

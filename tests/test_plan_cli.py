@@ -11,6 +11,7 @@ from fastload.plan import ARCH_VARIANTS, KINDS, build_steps, load_plan
 from fastload.resources import DATASETS_DIR
 
 BREEDS_PLAN = str(DATASETS_DIR / "breeds_plan.yaml")  # coarse vs fine on BREEDS entity30, with the subpop kind
+SUITE_PLAN = str(DATASETS_DIR / "suite_plan.yaml")
 # (plan, --arch): the plans as written and the paper plan with each ResNet
 PLANS = [("paper", None), ("demo", None)] + [("paper", arch) for arch in ARCH_VARIANTS]
 
@@ -71,6 +72,21 @@ def test_every_plan_step_parses_with_the_cli(plan_name, arch, parser, tmp_path, 
 def test_both_plans_cover_every_builtin_command(tmp_path, synthetic_breeds):
     kinds = {s.kind for name in ("paper", "demo", BREEDS_PLAN) for s in plan_steps(name, tmp_path)}
     assert kinds == {name for name, kind in KINDS.items() if kind.command}
+
+
+def test_suite_plan_steps_parse_with_the_cli(parser, tmp_path, capsys):
+    """datasets/suite_plan.yaml: each of the 12 datasets compiled once, then a probe (seeds grouped) and a
+    fine-tuning per seed for every run, each reading its dataset's compiled folder."""
+    from collections import Counter
+    steps = plan_steps(SUITE_PLAN, tmp_path)
+    found = [p for step in steps for p in problems(parser, step, capsys)]
+    assert not found, "\n".join(found)
+    runs = len(load_plan(SUITE_PLAN).runs)
+    assert Counter(s.kind for s in steps) >= Counter(compile_cls=12, probe=12 * runs, finetune=3 * 12 * runs)
+    probe = next(s for s in steps if s.id == "probe_voc07/random")
+    beton_dir = probe.argv[probe.argv.index("--beton-dir") + 1]
+    assert beton_dir.endswith("compiled/voc07") and "compile/voc07" in probe.deps
+    assert probe.argv[probe.argv.index("--seeds") + 1:][:3] == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize("kind, flag, renamed", [

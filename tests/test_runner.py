@@ -311,7 +311,7 @@ def test_dry_run_prices_the_paper_plan(tmp_path):
     out = run_cli("reproduce", "--plan", "paper", "--dry-run", "--gpus", "8", check=True)
     rows = dry_table(out.stdout)
     assert rows["pretrain"]["count"] == 22 and rows["pascal_det"]["count"] == 54
-    assert sum(r["count"] for r in rows.values()) == 234 and "234 steps" in out.stdout
+    assert sum(r["count"] for r in rows.values()) == 235 and "235 steps" in out.stdout
     assert all(r["source"].startswith("estimated [") for r in rows.values())
     assert "makespan on 8 GPU(s)" in out.stdout and "GPU-hours:" in out.stdout
     assert "41,600 img/s at 224 px" in out.stdout and not (tmp_path / "RESULTS").exists()

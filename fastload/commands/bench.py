@@ -11,12 +11,14 @@ BENCHMARKS = [
     ("manifest", "Numba manifest kernels vs a NumPy/Python reference on a 1.28M-row index"),
     ("loader", "fastload FFCV loader vs torchvision ImageFolder + PIL + DataLoader"),
     ("train", "end-to-end training images/s vs the train step on data already on the device"),
+    ("transfer", "transfer training data paths per CPU core: SUN-CLS files vs betons, VOC detection and action"),
 ]
 
 
 def configure(p):
     sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-    configures = {"manifest": configure_manifest, "loader": configure_loader, "train": configure_train}
+    configures = {"manifest": configure_manifest, "loader": configure_loader, "train": configure_train,
+                  "transfer": configure_transfer}
     for name, help_text in BENCHMARKS:
         configures[name](sub.add_parser(name, help=help_text, description=help_text))
 
@@ -71,6 +73,21 @@ def configure_train(p):
     p.set_defaults(_bench_run=run_train)
 
 
+def configure_transfer(p):
+    p.add_argument("--sun-images", type=int, default=400, help="synthetic SUN397 training JPEGs (default: 400)")
+    p.add_argument("--sun-size", default="640x480", help="their size WxH (default: 640x480, about a SUN397 photo)")
+    p.add_argument("--sun-batches", type=int, default=8,
+                   help="timed batches of 50 for the file pipeline (default: 8)")
+    p.add_argument("--beton-batches", type=int, default=200, help="timed batches of 50 for the beton (default: 200)")
+    p.add_argument("--voc-images", type=int, default=64, help="synthetic VOC training images (default: 64)")
+    p.add_argument("--voc-batches", type=int, default=40,
+                   help="timed batches of the detection and action pipelines (default: 40)")
+    p.add_argument("--workdir", default=None, help="folder for the synthetic data and the beton, kept and reused "
+                                                   "(default: a temporary folder, removed afterwards)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default: 0)")
+    p.set_defaults(_bench_run=run_transfer)
+
+
 def run(args):
     return args._bench_run(args)
 
@@ -100,4 +117,12 @@ def run_train(args):
                 warmup_steps=args.warmup_steps, pipeline=args.pipeline, crop=args.crop, num_workers=args.num_workers,
                 amp=args.amp, channels_last=args.channels_last, compile_model=args.compile, device=args.device,
                 json_path=args.json)
+    return 0
+
+
+def run_transfer(args):
+    from ..benchmarks.transfer import bench_transfer
+    bench_transfer(sun_images=args.sun_images, sun_size=args.sun_size, sun_batches=args.sun_batches,
+                   beton_batches=args.beton_batches, voc_images=args.voc_images, voc_batches=args.voc_batches,
+                   workdir=args.workdir, seed=args.seed)
     return 0

@@ -4,6 +4,7 @@
   fastload compile imagenet ROOT OUT --square 176        (fixed-size raw squares, for `augment: device`)
   fastload compile materialize --manifest M.npz --beton OUT/train.beton SUBSET.beton
   fastload compile verify OUT                            (every checksum of every beton in OUT, or of one beton)
+  fastload compile cls sun397 ROOT OUT [--option partition=1]   (a classification transfer dataset, warped raw)
 """
 
 
@@ -25,6 +26,12 @@ def configure(p):
         "materialize", help="write a standalone beton holding only one manifest's rows",
         description="Copy the rows of a manifest (its `indices`) from the base beton into a standalone beton, "
                     "byte for byte, plus OUT_index.npz. Labels stay fine class ids (apply label_lookup at load)."))
+    configure_cls(sub.add_parser(
+        "cls", help="compile a classification transfer dataset (LAYOUT: sun397, ...) into OUT",
+        description="Read ROOT with LAYOUT's reader (fastload.transfer_data.LAYOUTS) and write OUT/{split}.beton "
+                    "(images warped to SIDE x SIDE as the transfer configs' Resize(keep_ratio=False) does, stored "
+                    "raw), OUT/{split}_index.npz, classes.txt, compile.json, skipped.jsonl and converted.jsonl. "
+                    "Staged beside OUT and swapped in when complete."))
     verify = sub.add_parser("verify", help="check every page checksum of the betons of a compile folder",
                             description="Check every beton in OUT (or the one beton given) against the size and "
                                         "checksums recorded when it was written, and each index against its beton.")
@@ -74,6 +81,34 @@ def configure_materialize(p):
     p.set_defaults(_compile_run=run_materialize)
 
 
+def configure_cls(p):
+    from ..compile import WRITE_MODES
+    from ..compile_cls import DEFAULT_SIDE, DEFAULT_WRITE_MODE, ClsSettings
+    from ..transfer_data import LAYOUTS
+    layouts = "; ".join(f"{name}: {layout.needs} (options: "
+                        f"{', '.join(f'{k}={v}' for k, v in layout.options.items()) or 'none'})"
+                        for name, layout in sorted(LAYOUTS.items()))
+    p.add_argument("layout", help=f"the dataset's layout ({layouts})")
+    p.add_argument("root", help="the dataset folder, as the layout describes it")
+    p.add_argument("out", help="output folder for the betons, indices and reports")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a layout option, repeatable (sun397: partition=1..10, default 1)")
+    p.add_argument("--side", type=int, default=DEFAULT_SIDE,
+                   help=f"stored images are SIDE x SIDE, aspect ratio not kept (default: {DEFAULT_SIDE})")
+    p.add_argument("--write-mode", choices=WRITE_MODES, default=DEFAULT_WRITE_MODE,
+                   help=f"store images raw (a crop is a byte copy), as JPEG or a proportion of each "
+                        f"(default: {DEFAULT_WRITE_MODE})")
+    p.add_argument("--jpeg-quality", type=int, default=ClsSettings.jpeg_quality,
+                   help=f"JPEG quality when compressing, 1..100 (default: {ClsSettings.jpeg_quality})")
+    p.add_argument("--compress-probability", type=float, default=ClsSettings.compress_probability,
+                   help=f"with --write-mode proportion, the fraction stored as JPEG "
+                        f"(default: {ClsSettings.compress_probability})")
+    p.add_argument("--num-workers", type=int, default=2, help="processes decoding and writing (default: 2)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail when any listed image cannot be stored (default: skip it, listed in skipped.jsonl)")
+    p.set_defaults(_compile_run=run_cls)
+
+
 def run(args):
     return args._compile_run(args)
 
@@ -117,4 +152,20 @@ def run_verify(args):
     from ..compile import verify_compile
     for line in verify_compile(args.out):
         print(line)
+    return 0
+
+
+def run_cls(args):
+    from ..compile_cls import ClsSettings, compile_cls, layout_options
+    options = layout_options(args.layout, args.option)
+    settings = ClsSettings(args.side, args.write_mode, args.jpeg_quality, args.compress_probability,
+                           args.num_workers, args.strict)
+    summary = compile_cls(args.layout, args.root, args.out, settings, options)
+    counts = ", ".join(f"{s} {n} images" for s, n in summary["splits"].items())
+    print(f"compiled {args.layout} {args.root} -> {args.out}: {counts}, {summary['num_classes']} classes, "
+          f"metric {summary['metric']}, {summary['seconds']} s")
+    print(f"images stored {settings.write_mode}, warped to {settings.side}x{settings.side} "
+          f"({settings.side * settings.side * 3:,} bytes each raw)")
+    print(f"skipped {summary['skipped']} listed files (in {args.out}/skipped.jsonl); {summary['converted']} files "
+          f"converted or noted (in {args.out}/converted.jsonl)")
     return 0

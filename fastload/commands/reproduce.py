@@ -29,6 +29,8 @@ def configure(p):
     p.add_argument("--dry-run", action="store_true",
                    help="run nothing: print the steps by kind, the GPU-hours and the makespan on --gpus, from "
                         "measured rates where there are some, else documented estimates")
+    p.add_argument("--cpus", type=int, default=None, metavar="N",
+                   help="--dry-run: CPU cores the steps share, for the data-path bound (default: this machine's)")
     p.add_argument("--bench-json", action="append", default=[], metavar="FILE",
                    help="--dry-run: a `fastload bench train --json` result, the measured pre-training rate "
                         "(repeatable; the fastest end-to-end pipeline counts)")
@@ -51,7 +53,8 @@ def run(args):
     gpus = parse_gpus(args.gpus, planning=args.dry_run) if args.launcher == "local" or args.dry_run else []
     if args.dry_run:
         dry_run(args.plan, args.data, args.out, gpus=gpus, jobs=args.jobs, jobs_per_gpu=args.jobs_per_gpu,
-                synth=args.synth, only=args.only, bench_json=args.bench_json, arch=args.arch, log=log)
+                synth=args.synth, only=args.only, bench_json=args.bench_json, arch=args.arch,
+                cpus=args.cpus, log=log)
         return 0
     reproduce(args.plan, args.data, args.out, launcher=args.launcher, only=args.only, synth=args.synth,
               sbatch_args=args.sbatch_arg, wait=args.wait, gpus=gpus, jobs=args.jobs,

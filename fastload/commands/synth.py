@@ -1,4 +1,4 @@
-"""fastload synth: synthetic ImageNet / VOC / SUN397 datasets in their standard layouts (one renderer for all)."""
+"""fastload synth: synthetic ImageNet / VOC / SUN397 / transfer-suite datasets in their standard layouts (one renderer for all)."""
 
 
 def _workers_default():
@@ -48,8 +48,33 @@ def configure(p):
                           "per image, so only the objects tell scenes apart (default: scene)")
     sun.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
 
+    # the suite's datasets also by name (`fastload synth flowers102 OUT`): a plan's data key is the synth command
+    from ..synth.suite import SUITE
+    for name in SUITE:
+        if name != "sun397":    # `fastload synth sun` above
+            add_suite_arguments(sub.add_parser(name, help=f"transfer-suite {name} (= `synth suite {name}`)"))
+    suite = sub.add_parser("suite", help="one dataset of the classification transfer suite in its own layout",
+                           description="A tiny tree of one transfer-suite dataset in its published on-disk format "
+                                       "(see fastload/synth/suite.py and docs/suite.md); compile it with "
+                                       "`fastload compile cls NAME OUT`.")
+    suite.add_argument("name", help="dataset: food101, cifar10, cifar100, birdsnap, sun397, cars, aircraft, voc07, "
+                                    "dtd, pets, caltech101 or flowers102")
+    add_suite_arguments(suite)
+
+
+def add_suite_arguments(suite):
+    suite.add_argument("out", help="output folder (must not exist, or be empty)")
+    suite.add_argument("--classes", type=int, default=4, help="classes, 2..10 (default: 4)")
+    suite.add_argument("--train-per-class", type=int, default=6, help="train images per class (default: 6)")
+    suite.add_argument("--val-per-class", type=int, default=2,
+                       help="val images per class, where the dataset has a val split (default: 2)")
+    suite.add_argument("--test-per-class", type=int, default=4, help="test images per class (default: 4)")
+    suite.add_argument("--size", default="48", help="image size S or WxH; CIFAR is always 32 (default: 48)")
+    suite.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+
 
 def run(args):
+    from ..synth.suite import SUITE, write_suite
     from .common import check_output_folder
     check_output_folder(args.out, "output")
     if args.synth_command == "imagenet":
@@ -66,6 +91,12 @@ def run(args):
         print(f"wrote {args.out}/VOCdevkit: VOC2007 {s['trainval']} trainval + {s['test']} test images "
               f"({s['objects']} objects); VOC2012 {s['action_train']} + {s['action_val']} action images "
               f"({s['persons']} persons) in {s['seconds']} s")
+    elif args.synth_command == "suite" or args.synth_command in SUITE:
+        name = args.name if args.synth_command == "suite" else args.synth_command
+        s = write_suite(name, args.out, args.classes, args.train_per_class, args.test_per_class,
+                        args.val_per_class, args.size, args.seed)
+        counts = ", ".join(f"{s[k]} {k}" for k in ("train", "val", "test") if k in s)
+        print(f"wrote {args.out}: synthetic {name}, {s['classes']} classes, {counts} images in {s['seconds']} s")
     else:
         from ..synth.sun import write_sun
         s = write_sun(args.out, args.classes, args.train_per_class, args.test_per_class, args.size, args.seed,

@@ -78,7 +78,8 @@ def test_test_batches_equal_the_file_pipelines(sun):
     root, out = sun
     files = build(loader_cfg(FILE_CONFIG, root, "val_dataloader", img_scale=(72, 72), crop_size=64, batch_size=4))
     betons = build(loader_cfg(BETON_CONFIG, out, "val_dataloader", crop_size=64, batch_size=4, num_workers=1))
-    assert len(betons) == len(files) == 3 and betons.dataset.metainfo == files.dataset.metainfo
+    # the evaluator keeps len(dataset) results: the images, not the batches
+    assert len(betons.dataset) == len(files.dataset) == 9 and betons.dataset.metainfo == files.dataset.metainfo
     for file_batch, beton_batch in zip(files, betons):
         file_inputs = torch.stack(file_batch["inputs"])
         assert torch.equal(beton_batch["inputs"], file_inputs[:, [2, 1, 0]])
@@ -86,12 +87,29 @@ def test_test_batches_equal_the_file_pipelines(sun):
             [int(s.gt_label) for s in file_batch["data_samples"]]
 
 
+def test_the_evaluator_sees_every_test_image(sun):
+    """ValLoop evaluates len(dataloader.dataset) results: a perfect prediction of every batch scores 1."""
+    from mmengine.evaluator import Evaluator
+    _, out = sun
+    loader = build(loader_cfg(BETON_CONFIG, out, "val_dataloader", crop_size=64, batch_size=4, num_workers=1))
+    evaluator = Evaluator(dict(type="MeanPerClassAccuracy", prefix="sun397"))
+    evaluator.dataset_meta = loader.dataset.metainfo
+    seen = 0
+    for batch in loader:
+        for sample in batch["data_samples"]:
+            sample.pred_label = sample.gt_label.clone()
+        evaluator.process(data_samples=batch["data_samples"], data_batch=batch)
+        seen += len(batch["data_samples"])
+    assert len(loader.dataset) == seen == 9   # a length in batches would drop results
+    assert evaluator.evaluate(len(loader.dataset)) == {"sun397/mean_class_acc": 1.0, "sun397/accuracy": 1.0}
+
+
 def test_train_batches_are_endless_and_seeded_by_the_runner(sun):
     root, out = sun
     def batches(loader, n):   # copied: FFCV reuses its buffers once a few more batches are out
         return [dict(b, inputs=b["inputs"].clone()) for _, b in zip(range(n), loader)]
 
-    assert len(build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4))) == 3
+    assert len(build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=5)).dataset) == 10
     torch.manual_seed(5)
     loader = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, batch_size=4, num_workers=1))
     first = batches(loader, 7)   # past the end of an epoch

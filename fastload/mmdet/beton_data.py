@@ -13,7 +13,9 @@ collate_fn=dict(type='beton_batch') that DataLoader only hands on what ClsBetonB
 decode, `num_workers` of the dataset). batch_size=1 rather than None keeps a batch_sampler on the DataLoader, which
 MMEngine's DistSamplerSeedHook looks into. A training split is endless
 (InfiniteSampler's role: one FFCV epoch after another, each in a new order, so IterBasedTrainLoop never restarts the
-DataLoader and never sleeps at an epoch's end); `len()` is the batches of one epoch. The seed is the Runner's
+DataLoader and never sleeps at an epoch's end). `len()` is the images of one epoch, as for any dataset: the
+evaluator keeps that many results (the DataLoader's length, which MMEngine's log shows as the validation's
+iteration count, is then the number of images too, not of batches). The seed is the Runner's
 (cfg.randomness.seed, which `fastload transfer --seeds` sets): read from torch.initial_seed() when the dataset
 starts iterating, unless the config gives `seed`.
 """
@@ -61,7 +63,10 @@ class ClsBetonBatches(IterableDataset):
         return self._loader
 
     def __len__(self):
-        return len(self.loader())
+        """Images per epoch (every row for a test split; whole batches only for training), as a dataset's length
+        is: MMEngine's evaluator keeps the first len(dataset) results."""
+        loader = self.loader()
+        return len(loader) * self.batch_size if self.train else len(loader.indices)
 
     def __iter__(self):
         while True:

@@ -9,7 +9,8 @@ import fastload.report as report
 from fastload.plan import build_steps, load_plan, write_steps
 from fastload.store import ResultsStore, base_record
 
-ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}
+ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun", "cifar10": "/data/cifar10",
+         "flowers102": "/data/flowers102"}
 # the demo run's numbers as fractions, two seeds each (mean and sample std as in README.md's Table 1; the
 # 8-per-class point from the run's differences to the control)
 DEMO_TRANSFERS = {

@@ -130,6 +130,15 @@ def test_a_folder_without_betons_is_named(sun, tmp_path):
         build(loader_cfg(BETON_CONFIG, root, "train_dataloader"))
 
 
+def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop(sun):
+    """12 training images and batches of 50: every epoch is empty, so the endless split would spin forever."""
+    from fastload.errors import UsageError
+    _, out = sun
+    loader = build(loader_cfg(BETON_CONFIG, out, "train_dataloader", crop_size=64, num_workers=1))
+    with pytest.raises(UsageError, match=r"train.beton: 12 training images, fewer than one batch of 50"):
+        next(iter(loader))
+
+
 @pytest.mark.slow
 def test_beton_and_file_configs_agree_within_seed_noise(sun, tmp_path):
     """The same checkpoint fine-tuned for a few iterations through `fastload transfer`, 2 seeds per config."""

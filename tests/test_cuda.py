@@ -20,6 +20,7 @@ from fastload.resources import TRANSFER_CONFIGS_DIR
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "gpu"))
 from device_check import config_arch  # noqa: E402  (the one rule: config name -> the network it fine-tunes)
+from conftest import run_cli  # noqa: E402
 
 CONFIGS = sorted(TRANSFER_CONFIGS_DIR.glob("*.py"))
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
@@ -49,7 +50,10 @@ def transfer_data(tmp_path_factory):
         checkpoints[arch] = root / f"{arch}.pt"
         torch.save(dict(model=state, arch=arch, num_classes=7, label_wnids=[f"n{i:08d}" for i in range(7)],
                         epoch=1, recipe={"arch": arch, "blurpool": blurpool}), checkpoints[arch])
-    return dict(voc=root / "voc" / "VOCdevkit", sun=root / "sun", checkpoints=checkpoints)
+    # the *-beton SUN configs read SUN397 compiled as the plans compile it (`fastload compile cls sun397`)
+    run_cli("compile", "cls", "sun397", root / "sun", root / "sun_beton", "--num-workers", "1", check=True)
+    return dict(voc=root / "voc" / "VOCdevkit", sun=root / "sun", sun_beton=root / "sun_beton",
+                checkpoints=checkpoints)
 
 
 def tiny_transfer_options(config: Path, data: dict, iters: int = 2) -> dict:
@@ -60,6 +64,10 @@ def tiny_transfer_options(config: Path, data: dict, iters: int = 2) -> dict:
     for loader in ("train_dataloader", "val_dataloader"):
         options.update({f"{loader}.num_workers": 0, f"{loader}.persistent_workers": False})
     if "sun397" in config.name:
+        if config.stem.endswith("-beton"):  # the batch size is the dataset's (the DataLoader hands on batches)
+            return {**options, "data_root": f"{data['sun_beton']}/", "model.num_classes": 3,
+                    "train_dataloader.dataset.batch_size": 2, "val_dataloader.dataset.batch_size": 2,
+                    "train_dataloader.dataset.num_workers": 1, "val_dataloader.dataset.num_workers": 1}
         return {**options, "data_root": f"{data['sun']}/", "model.num_classes": 3,
                 "train_dataloader.batch_size": 2, "val_dataloader.batch_size": 2}
     options.update({"data_root": f"{data['voc']}/", "img_scale": (128, 96)})

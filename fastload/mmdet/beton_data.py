@@ -69,6 +69,10 @@ class ClsBetonBatches(IterableDataset):
         return len(loader) * self.batch_size if self.train else len(loader.indices)
 
     def __iter__(self):
+        if self.train and len(self.loader()) == 0:
+            # an endless split without one whole batch would spin forever on empty epochs
+            raise UsageError(f"{self.beton}: {len(self.loader().indices)} training images, fewer than one batch of "
+                             f"{self.batch_size}: lower train_dataloader.dataset.batch_size")
         while True:
             for images, labels in self.loader():
                 yield pack_batch(images, labels)

@@ -195,7 +195,12 @@ def transfer_inputs(tmp: Path, smoke: bool) -> dict:
         torch.save(dict(model=build_model(arch, num_classes=7, blurpool=blurpool).state_dict(), arch=arch,
                         num_classes=7, label_wnids=[f"n{i:08d}" for i in range(7)], epoch=1,
                         recipe={"arch": arch, "blurpool": blurpool}), checkpoints[arch])
-    return {"voc": tmp / "voc" / "VOCdevkit", "sun": tmp / "sun", "checkpoints": checkpoints}
+    # the *-beton SUN configs read SUN397 compiled as the plans compile it
+    proc = fastload("compile", "cls", "sun397", tmp / "sun", tmp / "sun_beton", timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"compile cls sun397 failed: {tail(proc.stderr)}")
+    return {"voc": tmp / "voc" / "VOCdevkit", "sun": tmp / "sun", "sun_beton": tmp / "sun_beton",
+            "checkpoints": checkpoints}
 
 
 def config_arch(config: Path) -> str:
@@ -216,6 +221,9 @@ def transfer_options(config: Path, data: dict, iters: int, smoke: bool) -> list:
                f"param_scheduler.0.milestones=[{max(iters - 1, 1)}]", "default_hooks.logger.interval=1",
                f"default_hooks.checkpoint.interval={iters}"]
     if "sun397" in config.name:
+        if config.stem.endswith("-beton"):  # batches are the dataset's; the smoke run has 12 training images
+            return options + [f"data_root={data['sun_beton']}/", "model.num_classes=3"] + (
+                ["train_dataloader.dataset.batch_size=4", "val_dataloader.dataset.batch_size=4"] if smoke else [])
         return options + [f"data_root={data['sun']}/", "model.num_classes=3"]
     options.append(f"data_root={data['voc']}/")
     if smoke:  # tiny images: anchors of 32 and 64 px (the real 128-512 ones leave none inside), fewer RoIs

@@ -254,14 +254,16 @@ class OutputLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise FastloadError(f"{self.folder} is in use by {holder}; wait for it to finish or stop it "
-                                "(one writer per output folder)") from None
+            raise FastloadError(self.busy_message(holder)) from None
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
                   "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         self._fd = fd
         return self
+
+    def busy_message(self, holder: str) -> str:
+        return f"{self.folder} is in use by {holder}; wait for it to finish or stop it (one writer per output folder)"
 
     def release(self) -> None:
         if self._fd is not None:

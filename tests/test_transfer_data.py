@@ -58,6 +58,14 @@ def test_sun397_errors_name_the_file_and_line(sun_root, tmp_path):
         read_sun397(root, partition=1)
     with pytest.raises(DataError, match="Training_03.txt does not exist"):
         read_sun397(root, partition=3)
+    lines = (sun_root / "Partitions" / "Training_01.txt").read_text().split()
+    bad.write_text("\n".join(lines + [lines[0]]) + "\n")  # an image listed twice
+    with pytest.raises(DataError, match=rf"Training_01.txt:{len(lines) + 1}: {lines[0]} is listed twice"):
+        read_sun397(root, partition=1)
+    first_class = lines[0].rsplit("/", 1)[0]
+    bad.write_text("\n".join(line for line in lines if not line.startswith(first_class + "/")) + "\n")
+    with pytest.raises(DataError, match=rf"Training_01.txt: no training image of 1 class\(es\).*{first_class}"):
+        read_sun397(root, partition=1)
 
 
 def test_layout_options_are_checked():

@@ -12,17 +12,13 @@ existing result is never overwritten by a result of other inputs: remove it, or 
 refused with one line naming the holder (the flock of fastload.files.OutputLock, on `.NAME.lock` beside the file,
 so analyses writing other files of one folder, or a pre-training holding that folder, do not block each other).
 """
-import fcntl
 import hashlib
 import json
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 
 from ..errors import FastloadError
-from ..files import OutputLock, _read_holder, write_json
+from ..files import OutputLock, write_json
 
 HASH_BLOCK = 1 << 22
 
@@ -122,22 +118,8 @@ class OutputFileLock(OutputLock):
         self.file = path
         self.path = path.parent / f".{path.name}.lock"
 
-    def acquire(self) -> "OutputFileLock":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise FastloadError(f"{self.file} is being written by {holder}; wait for it to finish or stop it "
-                                "(one writer per result file)") from None
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command,
-                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        self._fd = fd
-        return self
+    def busy_message(self, holder: str) -> str:
+        return f"{self.file} is being written by {holder}; wait for it to finish or stop it (one writer per result file)"
 
 
 def reuse_json(out, inputs: dict):

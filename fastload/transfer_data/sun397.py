@@ -67,15 +67,24 @@ def read_sun397(root, partition=1) -> Listing:
     else:
         classes = sorted({class_of(p) for paths in listed.values() for p in paths})
     class_id = {name: i for i, name in enumerate(classes)}
-    splits = {}
+    splits, seen = {}, {}
     for split, paths in listed.items():
         path = root / "Partitions" / f"{SPLIT_FILES[split]}_{number:02d}.txt"
         samples = []
         for line_number, image in enumerate(paths, 1):
             if class_of(image) not in class_id:
                 raise DataError(f"{path}:{line_number}: class {class_of(image)} of {image} is not in {names_file}")
+            if image in seen:  # an image listed twice would be trained on twice, or tested on after training
+                raise DataError(f"{path}:{line_number}: {image} is listed twice (first at {seen[image]})")
+            seen[image] = f"{path.name}:{line_number}"
             samples.append(Sample(path="SUN397" + image, label=class_id[class_of(image)]))
         splits[split] = samples
+    trained = {sample.label for sample in splits.get("train", ())}
+    untrained = [name for name, i in class_id.items() if i not in trained]
+    if untrained:
+        train_file = root / "Partitions" / f"{SPLIT_FILES['train']}_{number:02d}.txt"
+        raise DataError(f"{train_file}: no training image of {len(untrained)} class(es) of the class list, "
+                        f"e.g. {untrained[0]}")
     return Listing(name="sun397", classes=tuple(classes), splits=splits, metric="mean_class_acc")
 
 

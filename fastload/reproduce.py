@@ -375,15 +375,15 @@ PROTOCOL_IMAGES = {"faster-rcnn_70k_iter-size2": 140_000, "faster-rcnn_70k-1img"
 # The CPU side of each transfer's data path: training images/s per core, from `fastload bench transfer`
 # (docs/transfer-data.md) with 1 worker on this project's 2-core machine, shared with other jobs (load ~5), on
 # synthetic data, 2026-12-06: low figures (a core of its own does more), measured alike for every path.
-BENCH_TRANSFER = "`fastload bench transfer`, 1 worker, a shared 2-core machine, synthetic data"
+BENCH_TRANSFER = "`fastload bench transfer`, 1 worker, a quiet 2-core machine, synthetic data, 2026-12-06"
 DATA_RATES = {
-    "sun397_files": {"per_core": 197, "source": "SUN-CLS file pipeline (LoadImageFromFile, Resize 256x256, crop, "
+    "sun397_files": {"per_core": 425, "source": "SUN-CLS file pipeline (LoadImageFromFile, Resize 256x256, crop, "
                                                 f"flip, pack) on 640x480 JPEGs: {BENCH_TRANSFER}"},
-    "sun397_beton": {"per_core": 2_771, "source": "SUN-CLS over the compiled beton (a window copy and a flip): "
+    "sun397_beton": {"per_core": 8_927, "source": "SUN-CLS over the compiled beton (a window copy and a flip): "
                                                   f"{BENCH_TRANSFER}"},
-    "voc07_det": {"per_core": 203, "source": "PASCAL-DET train pipeline (decode, resize to 1000x600, flip, pack) on "
+    "voc07_det": {"per_core": 231, "source": "PASCAL-DET train pipeline (decode, resize to 1000x600, flip, pack) on "
                                              f"~200x150 JPEGs (VOC's are ~500x375: a ceiling): {BENCH_TRANSFER}"},
-    "voc12_action": {"per_core": 147, "source": "PASCAL-ACT-CLS train pipeline (as detection, plus regions): "
+    "voc12_action": {"per_core": 233, "source": "PASCAL-ACT-CLS train pipeline (as detection, plus regions): "
                                                 f"{BENCH_TRANSFER}"},
 }
 CONFIG_DATA_PATHS = {config: ("sun397_beton" if "beton" in config else "sun397_files") if protocol == "sun397_50k"

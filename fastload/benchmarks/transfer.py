@@ -24,7 +24,7 @@ SUN_FILE_CONFIG = "alexnet-caffe_50k_sun397.py"
 SUN_BETON_CONFIG = "alexnet-caffe_50k_sun397-beton.py"
 DET_CONFIG = "faster-rcnn_alexnet-caffe_70k_voc07.py"
 ACTION_CONFIG = "rstarcnn_alexnet-caffe_70k_voc12-action.py"
-# README "Cost on one GPU": 0.04-0.08 s per one-image detection iteration on an A100/H100 (an estimate, bound by
+# docs/transfer.md "Cost on one GPU": 0.04-0.08 s per one-image detection iteration on an A100/H100 (an estimate, bound by
 # MMDetection's per-iteration overhead), i.e. 12.5-25 images/s; an action iteration holds 2 images in about the same
 # time per image (70k iterations in 1.5-3 h: 13-26 images/s)
 GPU_DET_IMAGES_PER_S = (1 / 0.08, 1 / 0.04)
@@ -125,4 +125,4 @@ def report(results: dict) -> None:
         two = results[key][2]
         verdict = "2 cores feed it" if two >= high else "2 cores do not feed the fastest estimate"
         print(f"  {label}: 2 workers give {two:.1f} images/s; one GPU step consumes an estimated {low:.1f}-{high:.1f} "
-              f"images/s (README, 'Cost on one GPU'): {verdict}")
+              f"images/s (docs/transfer.md, 'Cost on one GPU'): {verdict}")

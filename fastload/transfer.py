@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
-from .files import OutputLock, write_json
+from .files import DiskFullError, OutputLock, is_disk_full, write_json
 
 # the `checkpoint` value that means "no pre-trained weights" (fastload/mmdet/backbone.py RANDOM_INIT)
 RANDOM_INIT = "random"
@@ -398,10 +398,17 @@ def run_seed(cfg) -> dict:
         cfg.resume = True  # mmengine resumes from the checkpoint named in WORK_DIR/last_checkpoint
     runner = build_runner(cfg)
     recorder = _recorder(runner, cfg)
-    with safe_checkpoint_loading():
-        runner.train()
-        if not [r for r in recorder.history if r["iter"] == runner.iter]:
-            runner.val()  # resumed after the last iteration, before its validation had finished
+    try:
+        with safe_checkpoint_loading():
+            runner.train()
+            if not [r for r in recorder.history if r["iter"] == runner.iter]:
+                runner.val()  # resumed after the last iteration, before its validation had finished
+    except (OSError, RuntimeError) as e:
+        # MMEngine's checkpoint and log writers fail deep inside a hook with torch.save's or the OS's error: say
+        # which folder is full instead (its last whole checkpoint stays, and a rerun resumes from it)
+        if is_disk_full(e, work_dir):
+            raise DiskFullError(work_dir) from None
+        raise
     rows = [r for r in recorder.history if r["iter"] == runner.iter]
     if not rows:
         raise FastloadError(f"{work_dir}: training finished but validation at iteration {runner.iter} reported "

@@ -15,6 +15,7 @@ from fastload.errors import FastloadError, UsageError  # noqa: E402
 from fastload.mmdet.classification import MeanPerClassAccuracy, mean_per_class_accuracy  # noqa: E402
 from fastload.models.alexnet import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
+from small_disk import small_disk  # noqa: E402,F401 (a fixture)
 
 SUN_CONFIG = TRANSFER_CONFIGS_DIR / "alexnet-caffe_50k_sun397.py"
 
@@ -140,6 +141,23 @@ def test_fine_tuning_runs_through_fastload_transfer(sun_root, checkpoint, tmp_pa
     for layer in ("conv1", "fc7"):
         delta = (state[f"net.{layer}.weight"] - reference[f"{layer}.weight"]).abs().max().item()
         assert 0 < delta < 0.05, layer
+
+
+def test_a_full_disk_under_the_work_dir_is_one_line_naming_it(sun_root, checkpoint, small_disk):
+    """The run's resumable checkpoint (conv1..fc8 and their momenta, ~460 MB) cannot fit on an 80 MiB disk: one
+    DiskFullError naming the work dir, no result."""
+    from fastload.files import DiskFullError
+    from fastload.transfer import transfer
+    options = {"data_root": str(sun_root) + "/", "model.num_classes": 3, "train_cfg.max_iters": 1,
+               "train_cfg.val_interval": 1, "param_scheduler.0.end": 1, "param_scheduler.0.milestones": [1],
+               "train_dataloader.batch_size": 4, "val_dataloader.batch_size": 4,
+               "train_dataloader.num_workers": 0, "train_dataloader.persistent_workers": False,
+               "val_dataloader.num_workers": 0, "val_dataloader.persistent_workers": False,
+               "default_hooks.checkpoint.interval": 1}
+    work = small_disk / "sun"
+    with pytest.raises(DiskFullError, match=rf"no space left on the device to write {work}/seed_0: .* free there"):
+        transfer(SUN_CONFIG, checkpoint, work, options, seeds=[0])
+    assert not (work / "seed_0" / "result.json").exists()
 
 
 class Exploit:

@@ -784,11 +784,51 @@ def check_no_empty_class(index, classes, split, root, listed_class_ids):
 
 
 def remove_stale_stages(out: Path) -> None:
-    """Stage folders of killed compiles into OUT (we hold OUT's lock, so no live compile owns one)."""
+    """Stage folders of killed compiles into OUT (we hold OUT's lock, so no live compile owns one). Also refuses a
+    compile into a folder that another process is reading (see refuse_if_read)."""
+    refuse_if_read(out)
     if out.parent.is_dir():
         for entry in out.parent.iterdir():
             if entry.name.startswith(f".{out.name}.compile-stage-") and entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def folder_readers(folder: Path) -> list:
+    """(pid, command line) of the other processes on this machine that hold a file under `folder` open or memory-
+    mapped (FFCV maps the betons it reads), from /proc; [] where there is no /proc."""
+    prefix = os.path.realpath(folder) + os.sep
+    found = []
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit() and int(e.name) != os.getpid()]
+    except OSError:
+        return found
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                held = any(line.split(maxsplit=5)[-1].rstrip("\n").startswith(prefix) for line in maps
+                           if " /" in line)
+            if not held:
+                held = any(os.readlink(fd.path).startswith(prefix) for fd in os.scandir(f"/proc/{pid}/fd"))
+            if held:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                found.append((int(pid), command))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
+
+
+def refuse_if_read(out: Path) -> None:
+    """A (re)compile swaps OUT's files; a transfer, pre-training or analysis reading them would go on with the old
+    files it opened and read the new ones it opens later (e.g. its test split): refuse, naming the reader."""
+    if not Path(out).is_dir():
+        return
+    readers = folder_readers(out)
+    if readers:
+        pid, command = readers[0]
+        more = f" and {len(readers) - 1} other process(es)" if len(readers) > 1 else ""
+        raise FastloadError(f"{out} is being read by pid {pid} ({command[:160]}){more}: a compile would replace its "
+                            "files under it; wait for it to finish or compile into another folder")
 
 
 def compile_names(splits) -> set:
@@ -802,6 +842,7 @@ def compile_names(splits) -> set:
 def swap_in(stage: Path, out: Path, splits) -> None:
     """Exchange the finished stage folder with OUT in one rename; then move back what OUT held that a compile does
     not write (other files the user keeps there). The old compile ends up in `stage`, removed by the caller."""
+    refuse_if_read(out)  # a reader may have started while this compile ran
     exchange_folders(stage, out)
     owned = compile_names(splits)
     for entry in stage.iterdir():

@@ -133,6 +133,29 @@ def test_cli_compile_cls(cli, sun_root, tmp_path):
     assert proc.returncode == 2 and "partition" in proc.stderr
 
 
+def test_a_compile_into_a_folder_being_read_is_refused_naming_the_reader(cli, sun_root, tmp_path):
+    """A transfer reading a compiled folder (FFCV memory-maps its betons) must not have the folder swapped under it:
+    the recompile is refused with one line naming the reader; once the reader is gone it goes through."""
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    assert cli("compile", "cls", "sun397", sun_root, out, "--side", "32", "--num-workers", "1").returncode == 0
+    reader = subprocess.Popen([sys.executable, "-c", "import sys, time, numpy as np; "
+                               f"m = np.memmap({str(out / 'train.beton')!r}, mode='r'); print('mapped', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "mapped"
+        proc = cli("compile", "cls", "sun397", sun_root, out, "--side", "32", "--num-workers", "1")
+        assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"{out} is being read by pid {reader.pid} (" in proc.stderr and "np.memmap" in proc.stderr
+    finally:
+        reader.kill()
+        reader.wait()
+    time.sleep(0.1)
+    assert cli("compile", "cls", "sun397", sun_root, out, "--side", "32", "--num-workers", "1").returncode == 0
+
+
 def test_exif_orientation_is_applied_as_opencv_does(sun_root, tmp_path):
     """LoadImageFromFile decodes with cv2.IMREAD_COLOR, which turns an image by its EXIF orientation: so does
     compile, and converted.jsonl says so."""

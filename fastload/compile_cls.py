@@ -69,7 +69,11 @@ def layout_options(layout_name: str, pairs) -> dict:
         if not sep or key not in options:
             known = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
             raise UsageError(f"--option {pair!r}: layout {layout_name} takes KEY=VALUE options {known}")
-        options[key] = type(options[key])(value) if options[key] is not None else value
+        try:
+            options[key] = type(options[key])(value) if options[key] is not None else value
+        except ValueError:
+            raise UsageError(f"--option {pair!r}: {key} takes a {type(options[key]).__name__} "
+                             f"(default {options[key]!r})") from None
     return options
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError
+from .files import yaml_error_text, yaml_error_where
 from .models.archs import ARCHS, INITS, MIN_INPUT, arch_settings_problem
 from .resources import TRAIN_RECIPES_DIR
 
@@ -150,8 +151,8 @@ def load_recipe(recipe: str) -> dict:
     path = recipe_path(recipe)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"recipe {path} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: where, and what (a Python tag is refused here: nothing is executed)
+        raise UsageError(f"recipe {path} is not valid YAML{yaml_error_where(e)}: {yaml_error_text(e)}") from None
     if not isinstance(raw, dict):
         raise UsageError(f"recipe {path} must be a flat mapping of settings")
     unknown = sorted(set(raw) - set(SETTINGS_BY_NAME))

@@ -88,6 +88,19 @@ def test_fast_warmup_linear_decay_and_progressive_resizing():
                                                                      192]
 
 
+def test_a_python_tag_in_a_recipe_is_one_line_and_runs_nothing(tmp_path, capsys):
+    bad = tmp_path / "tagged.yaml"
+    marker = tmp_path / "ran"
+    bad.write_text(f"lr: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(UsageError, match=r"tagged.yaml is not valid YAML at line 1, column 5: .*python/object"):
+        recipe.load_recipe(str(bad))
+    rc = cli_main(["pretrain", "--recipe", str(bad), "--manifest", "m.npz", "--data", "d", "--out", "o",
+                   "--print-config"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
+
+
 def test_unknown_recipe_key_is_an_error(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 0.1\nlearning_rate: 0.2\n")

@@ -74,6 +74,8 @@ def test_layout_options_are_checked():
         layout_options("sun397", ["split=2"])
     with pytest.raises(UsageError, match="sun397"):
         layout_options("caltech", [])
+    with pytest.raises(UsageError, match=r"--option 'partition=two': partition takes a int \(default 1\)"):
+        layout_options("sun397", ["partition=two"])
 
 
 def test_compile_writes_every_split_with_reports_and_checksums(compiled, sun_root):

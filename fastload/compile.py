@@ -56,6 +56,18 @@ ESTIMATE_BYTES_PER_ROW = 64  # FFCV row metadata (image mode/size/pointer, label
 ESTIMATE_SLACK_BYTES = 1 << 20  # indices, sidecars, classes.txt and the reports beside the betons
 
 
+def check_writer_settings(settings) -> None:
+    """The beton writer's flags, shared by `compile imagenet` and `compile cls` (UsageError naming the flag)."""
+    if settings.write_mode not in WRITE_MODES:
+        raise UsageError(f"--write-mode {settings.write_mode!r}: choose one of {', '.join(WRITE_MODES)}")
+    if not 1 <= settings.jpeg_quality <= 100:
+        raise UsageError(f"--jpeg-quality {settings.jpeg_quality}: must be in 1..100")
+    if not 0.0 <= settings.compress_probability <= 1.0:
+        raise UsageError(f"--compress-probability {settings.compress_probability}: must be in [0, 1]")
+    if settings.num_workers < 1:
+        raise UsageError(f"--num-workers {settings.num_workers}: must be >= 1")
+
+
 @dataclass
 class CompileSettings:
     max_resolution: int = None  # longest stored side; 0 keeps the original size; None: 256, or `square`
@@ -78,16 +90,9 @@ class CompileSettings:
             self.max_resolution = self.square or DEFAULT_MAX_RESOLUTION
         if self.write_mode is None:
             self.write_mode = DEFAULT_SQUARE_WRITE_MODE if self.square else DEFAULT_WRITE_MODE
-        if self.write_mode not in WRITE_MODES:
-            raise UsageError(f"--write-mode {self.write_mode!r}: choose one of {', '.join(WRITE_MODES)}")
+        check_writer_settings(self)
         if self.max_resolution < 0:
             raise UsageError(f"--max-resolution {self.max_resolution}: must be >= 0 (0 keeps the original size)")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise UsageError(f"--jpeg-quality {self.jpeg_quality}: must be in 1..100")
-        if not 0.0 <= self.compress_probability <= 1.0:
-            raise UsageError(f"--compress-probability {self.compress_probability}: must be in [0, 1]")
-        if self.num_workers < 1:
-            raise UsageError(f"--num-workers {self.num_workers}: must be >= 1")
         if self.min_side < 2:
             raise UsageError(f"--min-side {self.min_side}: must be >= 2 (a crop of a 1-pixel side is empty)")
         if self.max_resolution and self.max_resolution < self.min_side:

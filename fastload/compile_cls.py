@@ -48,14 +48,7 @@ class ClsSettings:
         """Check every value (UsageError naming the flag)."""
         if self.side < 8:
             raise UsageError(f"--side {self.side}: must be >= 8")
-        if self.write_mode not in compile_mod.WRITE_MODES:
-            raise UsageError(f"--write-mode {self.write_mode!r}: choose one of {', '.join(compile_mod.WRITE_MODES)}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise UsageError(f"--jpeg-quality {self.jpeg_quality}: must be in 1..100")
-        if not 0.0 <= self.compress_probability <= 1.0:
-            raise UsageError(f"--compress-probability {self.compress_probability}: must be in [0, 1]")
-        if self.num_workers < 1:
-            raise UsageError(f"--num-workers {self.num_workers}: must be >= 1")
+        compile_mod.check_writer_settings(self)
         return self
 
 

@@ -470,8 +470,9 @@ def log_bounds(steps, bounds: dict, log) -> None:
         seen.setdefault(step_class(step.id), bounds[step.id][1])
         used.update(path for path in DATA_RATES if f"({path}," in bounds[step.id][1] or step.config and
                     CONFIG_DATA_PATHS.get(price_key(step)) == path)
+    width = max([14] + [len(name) + 1 for name in seen])
     for name, bound in seen.items():
-        log(f"bound {name:<14}{bound}")
+        log(f"bound {name:<{width}}{bound}")
     for path in sorted(used):
         log(f"data rate {path}: {DATA_RATES[path]['per_core']:,} images/s per core ({DATA_RATES[path]['source']})")
 
@@ -481,7 +482,11 @@ def price_table(steps, priced, log) -> list:
     classes, notes = {}, []
     for step in steps:
         classes.setdefault(step_class(step.id), []).append(step)
-    log(f"{'steps':<14}{'kind':<14}{'count':>6}{'GPUs':>6}{'wall each':>14}{'GPU-hours':>11}  source")
+    # columns as wide as the longest step class and kind (a plan's evaluation names are the user's)
+    width_name = max([14] + [len(name) + 1 for name in classes])
+    width_kind = max([14] + [len(members[0].kind) + 1 for members in classes.values()])
+    log(f"{'steps':<{width_name}}{'kind':<{width_kind}}{'count':>6}{'GPUs':>6}{'wall each':>14}{'GPU-hours':>11}"
+        "  source")
     for name, members in classes.items():
         walls = [priced[s.id][0] for s in members if priced[s.id][0] is not None]
         gpu_s = sum(priced[s.id][1] or 0 for s in members)
@@ -494,6 +499,6 @@ def price_table(steps, priced, log) -> list:
         wall = "?" if not walls else format_duration(min(walls)) if max(walls) - min(walls) < 60 else \
             f"{format_duration(min(walls))}-{format_duration(max(walls))}"
         gpus = sorted({s.gpus for s in members})
-        log(f"{name:<14}{members[0].kind:<14}{len(members):>6}{','.join(map(str, gpus)):>6}{wall:>14}"
+        log(f"{name:<{width_name}}{members[0].kind:<{width_kind}}{len(members):>6}{','.join(map(str, gpus)):>6}{wall:>14}"
             f"{gpu_s / 3600 if gpu_s else 0:>11,.1f}  {', '.join(refs)}")
     return notes

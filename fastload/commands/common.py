@@ -48,6 +48,20 @@ def require_at_least(args, least: int, *names) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
 
 
+def check_new_fc8_args(args) -> None:
+    """The flags of a new last layer trained on frozen features (imagenet-cls, subpop): UsageError naming the flag."""
+    require_at_least(args, 1, "epochs")
+    require_at_least(args, 0, "max_iters")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
+    if not 0 <= args.momentum < 1:
+        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
+    if not args.weight_decay >= 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.out:
+        check_output_file(args.out, "--out")
+
+
 def check_output_file(path, flag: str) -> None:
     """An output file can be written at `path`: it is not a folder and no folder above it is a file."""
     path = Path(path)

@@ -1,6 +1,6 @@
 """fastload imagenet-cls: freeze a label-set network below fc8, train a new fc8 on every class (paper Fig. 1, 2)."""
 from ..analysis.provenance import REUSE_HELP
-from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
+from .common import add_feature_arguments, check_new_fc8_args, feature_settings
 
 
 def configure(p):
@@ -18,17 +18,7 @@ def configure(p):
 
 def run(args):
     from ..analysis.imagenet_cls import imagenet_cls
-    from ..errors import UsageError
-    require_at_least(args, 1, "epochs")
-    require_at_least(args, 0, "max_iters")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr}")
-    if not 0 <= args.momentum < 1:
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if not args.weight_decay >= 0:
-        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.out:
-        check_output_file(args.out, "--out")
+    check_new_fc8_args(args)
     imagenet_cls(args.checkpoint, epochs=args.epochs, max_iters=args.max_iters, lr=args.lr, momentum=args.momentum,
                  weight_decay=args.weight_decay, seed=args.seed, out=args.out, **feature_settings(args))
     return 0

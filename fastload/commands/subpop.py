@@ -1,6 +1,6 @@
 """fastload subpop: BREEDS subpopulation shift; a new fc8 trained on a BREEDS set's source subclasses (labelled by
 superclass), source and target top-1 reported side by side (fastload/analysis/subpop.py, docs/taxonomies.md)."""
-from .common import add_feature_arguments, check_output_file, feature_settings, require_at_least
+from .common import add_feature_arguments, check_new_fc8_args, feature_settings
 
 
 def configure(p):
@@ -20,17 +20,7 @@ def configure(p):
 
 def run(args):
     from ..analysis.subpop import subpop
-    from ..errors import UsageError
-    require_at_least(args, 1, "epochs")
-    require_at_least(args, 0, "max_iters")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr}")
-    if not 0 <= args.momentum < 1:
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if not args.weight_decay >= 0:
-        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.out:
-        check_output_file(args.out, "--out")
+    check_new_fc8_args(args)
     subpop(args.checkpoint, breeds=args.breeds, epochs=args.epochs, max_iters=args.max_iters, lr=args.lr,
            momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed, out=args.out,
            **feature_settings(args))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
-from .plan import STEPS_FILE, Step, read_steps
+from .plan import KINDS, STEPS_FILE, Step, read_steps
 from .resources import REPO_ROOT
 from .store import ResultsStore, base_record, read_metrics, utc_now
 
@@ -58,7 +58,8 @@ def step_class(step_id: str) -> str:
 
 
 def launch_argv(step: Step) -> list:
-    """The step's argv as this machine runs it: `fastload` is this Python's CLI; torchrun for multi-GPU pre-training."""
+    """The step's argv as this machine runs it: `fastload` is this Python's CLI; torchrun for a multi-GPU step of a
+    distributed kind (pre-training)."""
     argv = []
     for token in step.argv:
         if token == "{resume*}":
@@ -68,7 +69,7 @@ def launch_argv(step: Step) -> list:
             continue
         argv.append(token)
     if argv and argv[0] == "fastload":
-        if step.kind == "pretrain" and step.gpus > 1:
+        if KINDS[step.kind].distributed and step.gpus > 1:
             return [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={step.gpus}", "-m", "fastload.cli", *argv[1:]]
         return [sys.executable, "-m", "fastload.cli", *argv[1:]]
@@ -121,7 +122,7 @@ def set_aside_stale_outputs(step: Step, store: ResultsStore):
     if not other:
         return
     out = Path(step.out)
-    if out.exists() and step.kind != "synth":
+    if out.exists() and not KINDS[step.kind].fresh_out:   # a fresh_out step's out is deleted at its start
         aside = out.with_name(f"{out.name}.previous-{other[-1]}")
         if aside.is_dir():
             shutil.rmtree(aside)
@@ -191,8 +192,8 @@ def start_step(step: Step, store: ResultsStore, gpu_ids=None, launcher: str = "l
     extra = {"launcher": launcher, "job_id": job_id, "argv": argv, "log": str(log), "gpu_ids": gpu_ids,
              "token": token}
     set_aside_stale_outputs(step, store)
-    if step.kind == "synth" and Path(step.out).exists():
-        shutil.rmtree(step.out)  # generated data of a killed attempt: synth wants an empty folder
+    if KINDS[step.kind].fresh_out and Path(step.out).exists():
+        shutil.rmtree(step.out)  # what a killed attempt wrote: the command wants an empty folder
     exit_file = exit_path(store.dir, step.id)
     exit_file.unlink(missing_ok=True)
     started = utc_now()

@@ -32,6 +32,7 @@ every run pre-trains with that network's recipe and every transfer uses that net
 synth -> compile -> manifest -> pretrain -> evaluations, each step one command line. `write_steps` and
 `read_steps_file` (or `read_steps` for the steps alone) are the one writer and the one reader of RESULTS/steps.json.
 """
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -88,11 +89,32 @@ class Kind:
     baseline_metric: str = None          # dotted key of the baseline model's number on the same data, if any
     seeded: bool = False                 # one step per seed (else one step, no seed)
     gpus: int = 1                        # default GPUs of an evaluation step
+    # how the launchers run it
+    distributed: bool = False            # a step on several GPUs runs one process per GPU under torchrun
+    fresh_out: bool = False              # its command wants an empty out folder: an earlier attempt's out is
+                                         # deleted before it starts (never set aside)
+    # how the dry run prices it: a key of reproduce.PRICERS. 'estimate': its kind's entry of reproduce.ESTIMATES;
+    # 'config': its transfer config's protocol (reproduce.CONFIG_PROTOCOLS); 'images': pre-training images x
+    # epochs at a pixel rate; 'measured': only the wall times of its done steps (a user's command). Measured wall
+    # times of done steps of the same class replace an estimate.
+    price: str = "estimate"
+    # what the report does with it beyond its number
+    trains: bool = False                 # trains the run's network: its number is the run's own (pre-training
+                                         # top-1) and its arch the network of every number of the run
+    report: str = None                   # the report section that reads its records (REPORT_SECTIONS)
+    label: str = None                    # the report's name of the protocol (a transfer-suite kind)
+
+
+# The report's sections that read the records of the kinds that name them (Kind.report), beyond the numbers table.
+REPORT_SECTIONS = {"induction": "Figure 4 (induction accuracy per label set)",
+                   "coarse_fine": "Figure 6 (coarse minus fine accuracy per class)",
+                   "subpop": "the subpopulation-shift table (source and target top-1)",
+                   "suite": "the transfer suite's figure and one table per protocol (Kind.label)"}
 
 
 # "fastload" at the front of a command runs this Python's fastload CLI, "python" this Python.
 KINDS = {
-    "synth": Kind(("fastload", "synth", "{dataset}", "{out}", "{args*}")),
+    "synth": Kind(("fastload", "synth", "{dataset}", "{out}", "{args*}"), fresh_out=True),
     "compile": Kind(("fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"), result="compile.json"),
     # a transfer dataset compiled once (a plan's `data: {KEY: {compile: {layout, args}}}`), read by evaluations
     # whose data_root is "{compiled}"
@@ -103,11 +125,12 @@ KINDS = {
     "pretrain": Kind(("fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
                       "--beton", "{compiled}/train.beton", "--val-beton", "{compiled}/val.beton",
                       "--val-index", "{compiled}/val_index.npz", "--out", "{out}", "{resume*}", "{args*}"),
-                     result="summary.json", metric="top1"),
+                     result="summary.json", metric="top1", distributed=True, price="images", trains=True),
     "transfer": Kind(("fastload", "transfer", "{config}", "--checkpoint", "{checkpoint}", "--work-dir", "{out}",
                       "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"),
                      result="summary.json", evaluation=True, required=frozenset({"config", "data"}),
-                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
+                     price="config"),
     "imagenet_cls": Kind(("fastload", "imagenet-cls", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
                           "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
                          result="summary.json", evaluation=True, metric="top1", seeded=True),
@@ -115,28 +138,32 @@ KINDS = {
                        "--labelset", "{labelset}", "--beton-dir", "{compiled}", "--out", "{out}/summary.json",
                        "{args*}"),
                       result="summary.json", evaluation=True, required=frozenset({"baseline"}),
-                      allowed=frozenset({"labelset"}), metric="model.top1", baseline_metric="baseline.top1"),
+                      allowed=frozenset({"labelset"}), metric="model.top1", baseline_metric="baseline.top1",
+                      report="induction"),
     "coarse_fine": Kind(("fastload", "coarse-fine", "--checkpoint", "{checkpoint}", "--labelset", "{labelset}",
                          "--beton-dir", "{compiled}", "--out", "{out}/coarse_fine.tsv", "{args*}"),
-                        result="coarse_fine.tsv", evaluation=True, allowed=frozenset({"labelset"})),
+                        result="coarse_fine.tsv", evaluation=True, allowed=frozenset({"labelset"}),
+                        report="coarse_fine"),
     # BREEDS subpopulation shift: new fc8 on a BREEDS set's source subclasses; the number is target top-1, the
     # report's subpop table shows source beside it ("--breeds NAME" goes in the evaluation's args)
     "subpop": Kind(("fastload", "subpop", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
                     "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
-                   result="summary.json", evaluation=True, metric="target_top1", seeded=True),
+                   result="summary.json", evaluation=True, metric="target_top1", seeded=True, report="subpop"),
     # the classification transfer suite (docs/suite.md) on a `compile cls` folder: data_root "{compiled}"
     "probe": Kind(("fastload", "suite", "probe", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
                    "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
                   result="summary.json", evaluation=True, required=frozenset({"data"}),
-                  allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+                  allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
+                  report="suite", label="linear probe"),
     "finetune": Kind(("fastload", "suite", "finetune", "--checkpoint", "{checkpoint}", "--beton-dir", "{data_root}",
                       "--out", "{out}", "--seeds", "{seeds*}", "{args*}"),
                      result="summary.json", evaluation=True, required=frozenset({"data"}),
-                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True),
+                     allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
+                     report="suite", label="fine-tuning"),
     # any command of the user's (an argv template in the evaluation's `command`)
     "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
                   allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
-                  gpus=0),
+                  gpus=0, price="measured"),
 }
 EVAL_KINDS = sorted(k for k, kind in KINDS.items() if kind.evaluation)
 
@@ -274,6 +301,8 @@ class Step:
     config: str = None          # a transfer step: the plan's config name (what the dry run prices it by)
     args: list = None           # the plan's extra arguments of the step (pretrain_args, an evaluation's args)
     manifest: str = None        # a pre-training step: the manifest file it trains on
+    epochs: int = None          # a pre-training step: the --epochs of its args (None: its recipe's)
+    selection: dict = None      # a manifest step: {per_class, classes, budget} it selects (None where unset)
 
     def fingerprint(self) -> str:
         """Identifies what the step computes: a plan change that alters its command re-runs it."""
@@ -661,6 +690,34 @@ def manifest_args(plan: Plan, run: Run, manifest_dir: Path):
     return args + ["--seed", str(spec.get("seed", plan.defaults.manifest_seed)), "--out", str(out)], out
 
 
+def manifest_selection(plan: Plan, run: Run) -> dict:
+    """{per_class, classes, budget} of a run's manifest (None where unset): its inline selection, or its entry of
+    the plan's manifest list (what the dry run counts the run's images from before the manifest is built)."""
+    if isinstance(run.manifest, str):
+        return _selection_of_entry(plan.manifests, run.manifest)
+    return {key: run.manifest.get(key) for key in SELECTION_KEYS}
+
+
+SELECTION_KEYS = ("per_class", "classes", "budget")
+
+
+def _selection_of_entry(manifests: str, name: str) -> dict:
+    selection = _manifest_list(manifests).get(name)
+    return {key: None if selection is None else getattr(selection, key) for key in SELECTION_KEYS}
+
+
+@functools.lru_cache(maxsize=None)
+def _manifest_list(manifests: str) -> dict:
+    """name -> Selection of a manifest list ('paper' or a file), read once per process."""
+    return {name: selection for name, _, selection in load_manifest_list(manifests)}
+
+
+def option(argv: list, flag: str):
+    """The value after the last `flag` in an argv, or None."""
+    hits = [i for i, a in enumerate(argv[:-1]) if a == flag]
+    return argv[hits[-1] + 1] if hits else None
+
+
 def build_steps(plan: Plan, data_roots: dict, results_dir, synth: bool = False) -> list:
     """Every step of the plan in dependency order. With synth=True the data roots are first generated."""
     results = Path(results_dir).resolve()
@@ -693,6 +750,7 @@ def _run_steps(plan, run, where, existing):
         steps.append(_make(plan, "manifest", manifest_step_id(run), manifest,
                            {"compiled": where.compiled, "out": manifest, "manifest_args": m_args},
                            deps=["compile/imagenet"], outputs=[str(manifest)], run=run.id))
+        steps[-1].selection = manifest_selection(plan, run)
     pre = _make(plan, "pretrain", f"pretrain/{run.id}", run_dir,
                 {"recipe": run.recipe, "manifest": manifest, "compiled": where.compiled, "out": run_dir,
                  "args": run.pretrain_args}, deps=[manifest_step_id(run)], outputs=[str(checkpoint)],
@@ -700,6 +758,8 @@ def _run_steps(plan, run, where, existing):
     pre.recipe, pre.resume_file = run.recipe, str(checkpoint)
     pre.args, pre.manifest = list(run.pretrain_args), str(manifest)
     pre.arch = recipe_arch(run.recipe, run.pretrain_args)
+    epochs = option(run.pretrain_args, "--epochs")
+    pre.epochs = None if epochs is None else int(epochs)
     steps.append(pre)
     for ev_name in run.evals:
         ev = plan.evaluations[ev_name]
@@ -847,10 +907,31 @@ def read_steps_file(results_dir) -> StepsFile:
                             f"{old}")
     try:
         doc = json.loads(path.read_text())
-        return StepsFile(Plan.from_dict(doc["plan"]), [Step(**s) for s in doc["steps"]])
+        return StepsFile(Plan.from_dict(doc["plan"]),
+                         [Step(**s) if "selection" in s else _step_from_older_file(s) for s in doc["steps"]])
     except (ValueError, KeyError, TypeError) as e:
         raise FastloadError(f"{path}: not a steps file written by this fastload ({type(e).__name__}: {e}); "
                             "rerun `fastload reproduce` with the same --out to rewrite it") from None
+
+
+def _step_from_older_file(stored: dict) -> Step:
+    """A step of a steps file written before Step carried what the dry run prices it by (recipe, args, manifest,
+    epochs, selection): those read once from its argv here, the one place that parses a stored argv, so that the
+    pricing reads fields only."""
+    step = Step(**stored)
+    argv = step.argv
+    if step.kind == "pretrain":
+        step.recipe = step.recipe or option(argv, "--recipe")
+        step.manifest = step.manifest or option(argv, "--manifest")
+        epochs = option(step.args if step.args is not None else argv, "--epochs")
+        step.epochs = None if epochs is None else int(epochs)
+    elif step.kind == "manifest":
+        if option(argv, "--only"):   # an entry of the plan's manifest list
+            step.selection = _selection_of_entry(option(argv, "--manifests") or "paper", option(argv, "--only"))
+        else:
+            step.selection = {key: None if option(argv, "--" + key.replace("_", "-")) is None
+                              else int(option(argv, "--" + key.replace("_", "-"))) for key in SELECTION_KEYS}
+    return step
 
 
 def read_steps(results_dir) -> list:

@@ -58,8 +58,9 @@ def dig(metrics, path: str):
 
 def _reading(plan, rec, baseline: bool):
     """(evaluation name, metric key, per-seed list key) of a record's number, or None when it has none."""
-    if rec["kind"] == "pretrain":
-        return None if baseline else (PRETRAIN, KINDS["pretrain"].metric, None)
+    own = KINDS.get(rec["kind"])
+    if own is not None and own.trains:   # the run's own number: the pseudo-evaluation PRETRAIN
+        return None if baseline else (PRETRAIN, own.metric, None)
     ev = plan.evaluations.get(rec.get("evaluation"))
     if ev is None or ev.metric is None:
         return None
@@ -225,7 +226,7 @@ class Sources:
 def sources_of(plan, steps) -> Sources:
     """The reproduced numbers' networks: the archs the plan's pre-training steps train (plan.ARCH_LABELS), e.g.
     'reproduced (ResNet-50)'; plain 'reproduced' when no step says (a plan's own pretrain command)."""
-    archs = list(dict.fromkeys(s.arch for s in steps if s.kind == "pretrain" and s.arch))
+    archs = list(dict.fromkeys(s.arch for s in steps if KINDS[s.kind].trains and s.arch))
     if not archs and plan.arch:
         archs = [plan.arch]
     return Sources(", ".join(ARCH_LABELS.get(a, a) for a in archs))
@@ -383,7 +384,7 @@ def subpop_table(plan, done: list) -> list:
     for rec in done:
         ev = plan.evaluations.get(rec.get("evaluation"))
         metrics = rec.get("metrics") or {}
-        if ev is None or ev.kind != "subpop" or rec.get("run") is None:
+        if ev is None or KINDS[ev.kind].report != "subpop" or rec.get("run") is None:
             continue
         cell = values.setdefault((rec["run"], ev.name, str(metrics.get("breeds", "?"))), {})
         for key in ("source_top1", "target_top1", "shift_top1"):
@@ -543,10 +544,16 @@ def _flatten(metrics, prefix=""):
     return out
 
 
+def shown_in(rec, section: str) -> bool:
+    """The record is of a kind whose records report section `section` reads (plan.Kind.report)."""
+    kind = KINDS.get(rec["kind"])
+    return kind is not None and kind.report == section
+
+
 def induction_figure(plan, done, tag, title, path) -> list:
     """Grouped bars of every top-1/top-5 number of each tagged run's induction result; returns table lines."""
     runs = {r: x for r, x in tagged(plan, tag)}
-    recs = [rec for rec in done if rec["kind"] == "induction" and rec.get("run") in runs]
+    recs = [rec for rec in done if shown_in(rec, "induction") and rec.get("run") in runs]
     if not recs:
         return []
     series = [(runs[rec["run"]], {k: v for k, v in _flatten(rec.get("metrics")).items()
@@ -576,7 +583,7 @@ def induction_figure(plan, done, tag, title, path) -> list:
 
 def coarse_fine_figure(plan, done, tag, title, path, show=5) -> list:
     runs = {r for r, _ in tagged(plan, tag)}
-    recs = [rec for rec in done if rec["kind"] == "coarse_fine" and rec.get("run") in runs]
+    recs = [rec for rec in done if shown_in(rec, "coarse_fine") and rec.get("run") in runs]
     rows = [row for rec in recs[-1:] for row in (rec.get("metrics") or {}).get("rows", [])]
     if not rows:
         return []
@@ -638,7 +645,8 @@ def bars_figure(plan, numbers, paper, tag, title, path) -> list:
 
 # ---------------------------------------------------------------- the transfer suite (docs/suite.md)
 
-SUITE_PROTOCOLS = {"probe": "linear probe", "finetune": "fine-tuning"}
+# step kind -> the protocol's name: the kinds the suite's figure and tables show (plan.KINDS, report "suite")
+SUITE_PROTOCOLS = {name: kind.label for name, kind in KINDS.items() if kind.report == "suite"}
 
 
 def suite_datasets(plan, numbers, kind) -> list:
@@ -717,7 +725,7 @@ def suite_figure(plan, numbers, path) -> list:
 
 def suite_sections(plan, numbers, figures) -> list:
     """The suite's figure and its two tables (probe, fine-tuning), or nothing when the plan ran no suite step."""
-    tables = suite_table(plan, numbers, "probe") + suite_table(plan, numbers, "finetune")
+    tables = [line for kind in SUITE_PROTOCOLS for line in suite_table(plan, numbers, kind)]
     if not tables:
         return []
     body = suite_figure(plan, numbers, figures / "suite.png")

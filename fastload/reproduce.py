@@ -16,13 +16,14 @@ import functools
 import json
 import os
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import FastloadError, UsageError
 from .files import OutputLock
 from .launchers import (LAUNCHERS, DevicePool, format_duration, run_local, run_slurm, simulate, step_class,
                         stop_on_sigterm)
-from .plan import STEPS_FILE, build_steps, load_plan, parse_data_roots, select_steps, write_steps
+from .plan import KINDS, STEPS_FILE, build_steps, load_plan, parse_data_roots, select_steps, write_steps
 from .store import ResultsStore
 
 IMAGENET_TRAIN_IMAGES = 1_281_167   # ILSVRC-2012 train set
@@ -199,12 +200,8 @@ def reproduce(plan_name, data, results_dir, launcher="local", only=None, synth=F
 
 
 # ---------------------------------------------------------------- dry run: what the plan costs
-
-def option(argv: list, flag: str):
-    """The value after the last `flag` in an argv, or None."""
-    hits = [i for i, a in enumerate(argv[:-1]) if a == flag]
-    return argv[hits[-1] + 1] if hits else None
-
+# Each step is priced by its kind's `price` (plan.KINDS), a key of PRICERS below; the pricing reads the fields of the
+# steps (recipe, epochs, manifest, the manifest step's selection, config), never their argv.
 
 @functools.lru_cache(maxsize=None)
 def recipe_settings(recipe: str) -> dict:
@@ -212,20 +209,17 @@ def recipe_settings(recipe: str) -> dict:
     return load_recipe(recipe)
 
 
-@functools.lru_cache(maxsize=None)
-def manifest_list(name: str) -> dict:
-    """name -> Selection of a manifest list ('paper' or a file)."""
-    from .manifest import load_manifest_list
-    return {name: sel for name, _, sel in load_manifest_list(name)}
+def step_recipe(step) -> dict:
+    """The settings of a pre-training step's recipe (a steps file without one: the default recipe, 'paper')."""
+    return recipe_settings(step.recipe or "paper")
 
 
 def pretrain_work(step, steps_by_id) -> tuple:
     """(images seen over the run, crop side in pixels, how the image count was found) of a pre-training step."""
-    cfg = recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")
-    args = step.args if step.args is not None else step.argv   # steps files from before Step.args: the argv
-    epochs = int(option(args, "--epochs") or cfg["epochs"])
+    cfg = step_recipe(step)
+    epochs = int(step.epochs if step.epochs is not None else cfg["epochs"])
     side = (int(cfg["min_res"]) + int(cfg["max_res"])) / 2  # progressive resizing: about the mean side
-    images, how = manifest_images(step.manifest or option(step.argv, "--manifest"), steps_by_id)
+    images, how = manifest_images(step.manifest, steps_by_id)
     return images * epochs, side, how
 
 
@@ -234,24 +228,24 @@ def manifest_images(manifest, steps_by_id) -> tuple:
     if manifest and Path(manifest).is_file():
         from .manifest import load_manifest
         return load_manifest(manifest).num_images, "rows of the built manifest"
-    argv = next((s.argv for s in steps_by_id.values() if s.kind == "manifest" and manifest in s.outputs), [])
-    sel = {"per_class": option(argv, "--per-class"), "classes": option(argv, "--classes"),
-           "budget": option(argv, "--budget")}
-    if option(argv, "--only"):  # an entry of the plan's manifest list
-        entry = manifest_list(option(argv, "--manifests") or "paper")
-        s = entry.get(option(argv, "--only"))
-        sel = {"per_class": s.per_class, "classes": s.classes, "budget": s.budget} if s else sel
-    if sel["budget"]:
+    builder = next((s for s in steps_by_id.values() if s.selection is not None and manifest in s.outputs), None)
+    sel = (builder.selection if builder is not None else None) or {}
+    if sel.get("budget"):
         return int(sel["budget"]), "the manifest's budget"
-    classes, mean_per_class = int(sel["classes"] or IMAGENET_CLASSES), IMAGENET_TRAIN_IMAGES / IMAGENET_CLASSES
-    if sel["per_class"]:
+    classes, mean_per_class = int(sel.get("classes") or IMAGENET_CLASSES), IMAGENET_TRAIN_IMAGES / IMAGENET_CLASSES
+    if sel.get("per_class"):
         return round(min(int(sel["per_class"]), mean_per_class) * classes), "images per class x classes"
     return round(mean_per_class * classes), "all images of its classes (a label set that drops classes costs less)"
 
 
 def pretrain_arch(step) -> str:
     """The network a pre-training step trains: the steps file's record of it, else its recipe's."""
-    return step.arch or recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")["arch"]
+    return step.arch or step_recipe(step)["arch"]
+
+
+def priced_by_images(step) -> bool:
+    """A step priced by images x epochs at a pixel rate (pre-training) whose recipe fastload reads."""
+    return KINDS[step.kind].price == "images" and readable_recipe(step)
 
 
 def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
@@ -261,8 +255,8 @@ def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
     rates = []
     for r in (store.records() if store else []):
         step = steps_by_id.get(r["step"])
-        if r["status"] == "done" and step is not None and step.kind == "pretrain" and r.get("wall_s") and \
-                readable_recipe(step) and pretrain_arch(step) == arch:
+        if r["status"] == "done" and step is not None and r.get("wall_s") and priced_by_images(step) and \
+                pretrain_arch(step) == arch:
             work, side, _ = pretrain_work(step, steps_by_id)
             rates.append(work * side ** 2 / (float(r["wall_s"]) * max(step.gpus, 1)))
     if rates:
@@ -298,7 +292,7 @@ def bench_candidates(path) -> list:
 
 def check_bench_archs(steps, bench_json) -> None:
     """A --bench-json file measured a network the plan pre-trains: one measured on another would price nothing."""
-    archs = {pretrain_arch(s) for s in steps if s.kind == "pretrain" and readable_recipe(s)}
+    archs = {pretrain_arch(s) for s in steps if priced_by_images(s)}
     for path in bench_json or ():
         measured = {c[2] for c in bench_candidates(path)}
         if archs and not measured & archs:
@@ -306,41 +300,73 @@ def check_bench_archs(steps, bench_json) -> None:
                                 f"{', '.join(sorted(archs))} (a measured rate prices its own network only)")
 
 
+@dataclass
+class Pricing:
+    """What the pricers share over one plan: its steps by id, the measured wall times of done steps by class, the
+    store and bench files, and each network's pixel rate once found."""
+    by_id: dict
+    walls: dict
+    store: object = None
+    bench_json: tuple = ()
+    pixel_rates: dict = field(default_factory=dict)   # arch -> (rate, source)
+
+    def measured(self, step):
+        """(wall, GPU-seconds, source) from the done steps of the step's class, or None when none is done."""
+        walls = self.walls.get(step_class(step.id))
+        if not walls:
+            return None
+        wall = statistics.median(walls)
+        return wall, wall * step.gpus if step.gpus else None, \
+            f"measured: median of {len(walls)} done step(s) in {self.store.path}"
+
+
+def price_by_images(step, pricing: Pricing) -> tuple:
+    """Pre-training: images x epochs x pixels of its recipe at its network's pixel rate (pixel_rate_of); data-parallel
+    GPUs add up. A recipe fastload cannot read (a plan's own command) is priced by its class's done steps only."""
+    if not readable_recipe(step):
+        return pricing.measured(step) or \
+            (None, None, f"no estimate: recipe {step.recipe!r} is not one fastload reads")
+    arch = pretrain_arch(step)
+    if arch not in pricing.pixel_rates:
+        pricing.pixel_rates[arch] = pixel_rate_of(arch, pricing.by_id, pricing.store, pricing.bench_json)
+    pixel_rate, source = pricing.pixel_rates[arch]
+    if pixel_rate is None:
+        return None, None, source
+    work, side, _ = pretrain_work(step, pricing.by_id)
+    gpu_s = work * side ** 2 / pixel_rate
+    return gpu_s / max(step.gpus, 1), gpu_s if step.gpus else None, source
+
+
+def price_by_estimate(step, pricing: Pricing) -> tuple:
+    """Its class's done steps, else the entry of ESTIMATES that price_key names (the seconds of one step)."""
+    measured = pricing.measured(step)
+    if measured:
+        return measured
+    key = price_key(step)
+    est = ESTIMATES.get(key)
+    if est is None:
+        return None, None, f"no estimate for {key}"
+    return est["seconds"], est["seconds"] * step.gpus if step.gpus else None, f"estimated ({key}): {est['source']}"
+
+
+def price_by_measurement(step, pricing: Pricing) -> tuple:
+    """A user's command: only the wall times of its class's done steps price it."""
+    return pricing.measured(step) or (None, None, f"no estimate for {step.kind}")
+
+
+# plan.Kind.price -> how a step of that kind is priced: (wall seconds or None, GPU-seconds or None, source)
+PRICERS = {"images": price_by_images, "estimate": price_by_estimate, "config": price_by_estimate,
+           "measured": price_by_measurement}
+
+
 def price_steps(steps: list, store=None, bench_json=()) -> dict:
     """step id -> (wall seconds or None, GPU-seconds or None, source): what each step takes on its GPUs."""
-    by_id = {s.id: s for s in steps}
     walls = {}
     for r in (store.records() if store else []):
         if r["status"] == "done" and r.get("wall_s") is not None:
             walls.setdefault(step_class(r["step"]), []).append(float(r["wall_s"]))
-    pixel_rates = {}   # arch -> (rate, source)
-    out = {}
-    for step in steps:
-        gpus = step.gpus
-        if step.kind == "pretrain" and readable_recipe(step):
-            arch = pretrain_arch(step)
-            if arch not in pixel_rates:
-                pixel_rates[arch] = pixel_rate_of(arch, by_id, store, bench_json)
-            pixel_rate, pre_source = pixel_rates[arch]
-            if pixel_rate is None:
-                out[step.id] = (None, None, pre_source)
-                continue
-            work, side, _ = pretrain_work(step, by_id)
-            gpu_s = work * side ** 2 / pixel_rate
-            out[step.id] = (gpu_s / max(gpus, 1), gpu_s if gpus else None, pre_source)
-        elif step_class(step.id) in walls:
-            wall = statistics.median(walls[step_class(step.id)])
-            out[step.id] = (wall, wall * gpus if gpus else None,
-                            f"measured: median of {len(walls[step_class(step.id)])} done step(s) in {store.path}")
-        elif step.kind == "pretrain":
-            out[step.id] = (None, None, f"no estimate: recipe {step.recipe!r} is not one fastload reads")
-        else:
-            key = price_key(step)
-            est = ESTIMATES.get(key)
-            wall = est["seconds"] if est else None
-            out[step.id] = (wall, wall * gpus if est and gpus else None,
-                            f"estimated ({key}): {est['source']}" if est else f"no estimate for {key}")
-    return out
+    pricing = Pricing({s.id: s for s in steps}, walls, store, bench_json)
+    return {step.id: PRICERS[KINDS[step.kind].price](step, pricing) for step in steps}
 
 
 def readable_recipe(step) -> bool:
@@ -348,16 +374,16 @@ def readable_recipe(step) -> bool:
     if step.arch is not None:
         return True
     try:
-        recipe_settings(step.recipe or option(step.argv, "--recipe") or "paper")
+        step_recipe(step)
     except UsageError:
         return False
     return True
 
 
 def price_key(step) -> str:
-    """What a step is priced by: a transfer's config file name (the plan's `config`, whatever command runs it),
-    else its kind."""
-    return Path(step.config).name if step.kind == "transfer" and step.config else step.kind
+    """The entry of ESTIMATES a step is priced by: a 'config' kind's config file name (the plan's `config`, whatever
+    command runs it), else its kind."""
+    return Path(step.config).name if KINDS[step.kind].price == "config" and step.config else step.kind
 
 
 # ---------------------------------------------------------------- dry run: bounds (data path, shared GPU)
@@ -456,8 +482,7 @@ def dry_run(plan_name, data=None, results_dir=None, gpus=(), jobs=1, jobs_per_gp
         log(f"[{i}] {note}")
     log_bounds(steps, bounds, log)
     by_id = {s.id: s for s in steps}
-    counted = collections.Counter(pretrain_work(s, by_id)[2] for s in steps
-                                  if s.kind == "pretrain" and readable_recipe(s))
+    counted = collections.Counter(pretrain_work(s, by_id)[2] for s in steps if priced_by_images(s))
     if counted:
         log("pre-training images per run: " + "; ".join(f"{n} run(s): {how}" for how, n in counted.items()))
     return {"gpu_hours": gpu_hours, "makespan_h": makespan, "unpriced": len(unpriced)}

@@ -9,10 +9,10 @@ import pytest
 from conftest import run_cli
 from fastload import plan as plan_module
 from fastload.errors import FastloadError, UsageError
-from fastload.plan import (ARCH_VARIANTS, TRANSFER_CONFIGS_DIR, build_steps, load_plan, read_steps_file,
+from fastload.plan import (ARCH_VARIANTS, TRANSFER_CONFIGS_DIR, build_steps, load_plan, option, read_steps_file,
                            write_steps)
 from fastload.recipe import load_recipe
-from fastload.reproduce import dry_run, option, prepare
+from fastload.reproduce import dry_run, prepare
 
 ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}
 ANALYSES = ("imagenet_cls", "induction", "coarse_fine")

@@ -1,15 +1,19 @@
 """The dry run's price of a step: the slower of its GPU time (a GPU shared by --jobs-per-gpu K steps runs each at
 1/K speed) and its data path's CPU time on the cores it gets; transfers priced by their plan's config whatever
 command runs them; compile_cls steps from a plan's data entries."""
+import json
+import math
 import textwrap
 
 import pytest
 
 from fastload.errors import FastloadError
 from fastload.launchers import DevicePool
-from fastload.plan import build_steps, load_plan, parse_plan
-from fastload.reproduce import (CONFIG_DATA_PATHS, DATA_RATES, ESTIMATES, PROTOCOL_IMAGES, bound_steps, dry_run,
-                                price_steps)
+from fastload.plan import (KINDS, REPORT_SECTIONS, Step, build_steps, load_plan, parse_plan, read_steps_file,
+                           write_steps)
+from fastload.reproduce import (CONFIG_DATA_PATHS, CONFIG_PROTOCOLS, DATA_RATES, ESTIMATES, PRICERS, PROTOCOL_IMAGES,
+                                bound_steps, dry_run, price_steps)
+from fastload.store import ResultsStore, base_record
 
 ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun", "cifar10": "/data/cifar10",
          "flowers102": "/data/flowers102"}
@@ -110,3 +114,47 @@ def test_the_dry_run_prints_each_bound(cli):
     out = cli("reproduce", "--plan", "paper", "--dry-run", "--gpus", "8", "--cpus", "16", check=True).stdout
     assert "16 CPU core(s)" in out and "bound sun_cls" in out and "bound pascal_det" in out
     assert "data rate sun397_beton" in out
+
+
+def test_every_kind_is_priced(tmp_path):
+    """Each kind of plan.KINDS names a way to price it (Kind.price, a key of PRICERS), and a step of each kind gets
+    a finite positive wall time and the bound it hits: a kind added without a price fails here. A kind priced by
+    measurement alone (a user's command) is given one done step of its class in the store."""
+    store = ResultsStore(tmp_path)
+    steps = []
+    for name, kind in KINDS.items():
+        assert kind.price in PRICERS, name
+        assert kind.report is None or kind.report in REPORT_SECTIONS, name
+        step = Step(id=f"{name}/x", kind=name, argv=[], gpus=1, recipe="paper",
+                    config=next(iter(CONFIG_PROTOCOLS)) if kind.price == "config" else None)
+        if kind.price == "measured":
+            store.append(base_record(step, "done", wall_s=42.0))
+        steps.append(step)
+    priced = price_steps(steps, store)
+    bounds = bound_steps(steps, priced, DevicePool(["0"], 1, 1), cpus=4)
+    for step in steps:
+        wall, bound = bounds[step.id]
+        assert wall is not None and math.isfinite(wall) and wall > 0, (step.kind, priced[step.id])
+        assert bound.startswith(("GPU", "CPU data")), (step.kind, bound)
+
+
+INLINE_SELECTIONS = {"name": "inline", "data": {"imagenet": {}}, "runs": [
+    {"id": "few", "manifest": {"labelset": "full", "per_class": 100, "classes": 50}},
+    {"id": "budget", "manifest": {"labelset": "full", "budget": 5000}, "pretrain_args": ["--epochs", "3"]}]}
+
+
+@pytest.mark.parametrize("plan_name", ["paper", "demo", "inline"])
+def test_a_steps_file_of_the_previous_version_still_prices(tmp_path, plan_name):
+    """A steps.json written before steps carried epochs and selection: read_steps_file reads them from the argv
+    once (a manifest-list entry or an inline selection), and the steps price as the freshly expanded ones do."""
+    plan = parse_plan(INLINE_SELECTIONS, "inline.yaml") if plan_name == "inline" else load_plan(plan_name)
+    steps = build_steps(plan, ROOTS, tmp_path, synth=plan_name == "demo")
+    path = write_steps(tmp_path, plan, steps, ROOTS)
+    doc = json.loads(path.read_text())
+    for stored in doc["steps"]:
+        del stored["epochs"], stored["selection"]
+    path.write_text(json.dumps(doc))
+    old = read_steps_file(tmp_path).steps
+    assert old == steps
+    assert any(s.epochs is not None for s in steps) == (plan_name != "paper")
+    assert price_steps(old) == price_steps(steps)

@@ -32,7 +32,6 @@ every run pre-trains with that network's recipe and every transfer uses that net
 synth -> compile -> manifest -> pretrain -> evaluations, each step one command line. `write_steps` and
 `read_steps_file` (or `read_steps` for the steps alone) are the one writer and the one reader of RESULTS/steps.json.
 """
-import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -77,8 +76,10 @@ NUMERIC_TAGS = {"fig1", "fig2"}
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of step, declared once: its command, its result, and for an evaluation kind the keys it takes and
-    how its number is read. Adding an evaluation kind is one entry of KINDS plus the command it runs."""
+    """One kind of step, declared once: its command, its result, for an evaluation kind the keys it takes and how
+    its number is read, how the launchers run it, how the dry run prices it and which part of the report shows it.
+    Adding an evaluation kind is one entry of KINDS plus the command it runs (and, priced by 'estimate', its entry
+    of reproduce.ESTIMATES: tests/test_dry_run_bounds.py fails for a kind without a price)."""
     command: tuple                       # argv template: "{name}" is a value, a token "{name*}" a list of arguments
     result: str = None                   # the file in the step's output folder holding its metrics (None: none)
     evaluation: bool = False             # may be the `kind` of a plan's evaluation
@@ -660,11 +661,12 @@ def parse_data_roots(values, plan: Plan) -> dict:
 
 @dataclass
 class _Where:
-    """The folders the steps of one expansion read and write."""
+    """The folders the steps of one expansion read and write, and the plan's manifest list (read once)."""
     results: Path
     compiled: Path
     data_roots: dict
     synth: bool
+    manifest_list: dict = None   # name -> Selection of the plan's manifest list
 
 
 def compiled_data_dir(results: Path, key: str) -> Path:
@@ -690,25 +692,24 @@ def manifest_args(plan: Plan, run: Run, manifest_dir: Path):
     return args + ["--seed", str(spec.get("seed", plan.defaults.manifest_seed)), "--out", str(out)], out
 
 
-def manifest_selection(plan: Plan, run: Run) -> dict:
+SELECTION_KEYS = ("per_class", "classes", "budget")   # what the dry run counts a manifest's images from
+
+
+def manifest_selection(run: Run, manifest_list: dict) -> dict:
     """{per_class, classes, budget} of a run's manifest (None where unset): its inline selection, or its entry of
-    the plan's manifest list (what the dry run counts the run's images from before the manifest is built)."""
+    the plan's manifest list (`manifest_list`: name -> Selection)."""
     if isinstance(run.manifest, str):
-        return _selection_of_entry(plan.manifests, run.manifest)
+        return _selection_of_entry(manifest_list, run.manifest)
     return {key: run.manifest.get(key) for key in SELECTION_KEYS}
 
 
-SELECTION_KEYS = ("per_class", "classes", "budget")
-
-
-def _selection_of_entry(manifests: str, name: str) -> dict:
-    selection = _manifest_list(manifests).get(name)
+def _selection_of_entry(manifest_list: dict, name: str) -> dict:
+    selection = manifest_list.get(name)
     return {key: None if selection is None else getattr(selection, key) for key in SELECTION_KEYS}
 
 
-@functools.lru_cache(maxsize=None)
-def _manifest_list(manifests: str) -> dict:
-    """name -> Selection of a manifest list ('paper' or a file), read once per process."""
+def read_manifest_list(manifests: str) -> dict:
+    """name -> Selection of a manifest list ('paper' or a file)."""
     return {name: selection for name, _, selection in load_manifest_list(manifests)}
 
 
@@ -721,7 +722,7 @@ def option(argv: list, flag: str):
 def build_steps(plan: Plan, data_roots: dict, results_dir, synth: bool = False) -> list:
     """Every step of the plan in dependency order. With synth=True the data roots are first generated."""
     results = Path(results_dir).resolve()
-    where = _Where(results, results / "compiled" / "imagenet", data_roots, synth)
+    where = _Where(results, results / "compiled" / "imagenet", data_roots, synth, read_manifest_list(plan.manifests))
     steps = []
     if synth:
         steps += [_make(plan, "synth", f"synth/{key}", Path(data_roots[key]),
@@ -750,7 +751,7 @@ def _run_steps(plan, run, where, existing):
         steps.append(_make(plan, "manifest", manifest_step_id(run), manifest,
                            {"compiled": where.compiled, "out": manifest, "manifest_args": m_args},
                            deps=["compile/imagenet"], outputs=[str(manifest)], run=run.id))
-        steps[-1].selection = manifest_selection(plan, run)
+        steps[-1].selection = manifest_selection(run, where.manifest_list)
     pre = _make(plan, "pretrain", f"pretrain/{run.id}", run_dir,
                 {"recipe": run.recipe, "manifest": manifest, "compiled": where.compiled, "out": run_dir,
                  "args": run.pretrain_args}, deps=[manifest_step_id(run)], outputs=[str(checkpoint)],
@@ -758,8 +759,7 @@ def _run_steps(plan, run, where, existing):
     pre.recipe, pre.resume_file = run.recipe, str(checkpoint)
     pre.args, pre.manifest = list(run.pretrain_args), str(manifest)
     pre.arch = recipe_arch(run.recipe, run.pretrain_args)
-    epochs = option(run.pretrain_args, "--epochs")
-    pre.epochs = None if epochs is None else int(epochs)
+    pre.epochs = _epochs(option(run.pretrain_args, "--epochs"), f"plan {plan.path}: runs ({run.id}).pretrain_args")
     steps.append(pre)
     for ev_name in run.evals:
         ev = plan.evaluations[ev_name]
@@ -802,6 +802,14 @@ def _eval_step(plan, run: Run, ev: Evaluation, seeds: list, where: _Where) -> St
     step.evaluation, step.seed, step.recipe = ev.name, seed, run.recipe
     step.config, step.args = ev.config, list(ev.args)
     return step
+
+
+def _epochs(value, where: str):
+    """The --epochs of pre-training arguments as a number (None when they set none)."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        raise FastloadError(f"{where}: --epochs must be a whole number, got {value!r}") from None
 
 
 def _config_path(config: str) -> str:
@@ -915,23 +923,41 @@ def read_steps_file(results_dir) -> StepsFile:
 
 
 def _step_from_older_file(stored: dict) -> Step:
-    """A step of a steps file written before Step carried what the dry run prices it by (recipe, args, manifest,
-    epochs, selection): those read once from its argv here, the one place that parses a stored argv, so that the
-    pricing reads fields only."""
+    """A step of a steps file written before Step carried what the dry run prices it by (epochs, selection; before
+    that recipe, args, manifest): those read once from its argv here, the one place that parses a stored argv, so
+    that the pricing reads fields only. Lenient: a value it cannot read stays None, as the launchers and the report
+    (the readers of such a file) need none of them."""
     step = Step(**stored)
-    argv = step.argv
-    if step.kind == "pretrain":
-        step.recipe = step.recipe or option(argv, "--recipe")
-        step.manifest = step.manifest or option(argv, "--manifest")
-        epochs = option(step.args if step.args is not None else argv, "--epochs")
-        step.epochs = None if epochs is None else int(epochs)
-    elif step.kind == "manifest":
-        if option(argv, "--only"):   # an entry of the plan's manifest list
-            step.selection = _selection_of_entry(option(argv, "--manifests") or "paper", option(argv, "--only"))
-        else:
-            step.selection = {key: None if option(argv, "--" + key.replace("_", "-")) is None
-                              else int(option(argv, "--" + key.replace("_", "-"))) for key in SELECTION_KEYS}
+    fill = _OLDER_FILE_FIELDS.get(step.kind)
+    if fill is not None:
+        fill(step, step.argv)
     return step
+
+
+def _whole_number(value):
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _pretrain_fields_from_argv(step: Step, argv: list) -> None:
+    step.recipe = step.recipe or option(argv, "--recipe")
+    step.manifest = step.manifest or option(argv, "--manifest")
+    step.epochs = _whole_number(option(step.args if step.args is not None else argv, "--epochs"))
+
+
+def _selection_from_argv(step: Step, argv: list) -> None:
+    if option(argv, "--only"):   # an entry of the plan's manifest list
+        try:
+            entries = read_manifest_list(option(argv, "--manifests") or "paper")
+        except FastloadError:    # a list since moved or changed: the selection stays unknown
+            entries = {}
+        step.selection = _selection_of_entry(entries, option(argv, "--only"))
+    else:
+        step.selection = {key: _whole_number(option(argv, "--" + key.replace("_", "-"))) for key in SELECTION_KEYS}
+
+
+# step kind -> what fills its fields from the argv of an older steps file (manifest_args and KINDS["pretrain"]
+# wrote those argvs)
+_OLDER_FILE_FIELDS = {"pretrain": _pretrain_fields_from_argv, "manifest": _selection_from_argv}
 
 
 def read_steps(results_dir) -> list:

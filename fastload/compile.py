@@ -14,31 +14,35 @@ images):
   panorama stored as 256x1) is skipped with the reason in skipped.jsonl, so every row of a beton can be cropped by
   every decoding pipeline (FFCV's centre crop aborts the process on a 1-pixel side).
 
-Output directory OUT: {split}.beton, {split}.beton.json (what the beton holds, the fingerprint of its index, its
-size and checksums), {split}_index.npz (row i = beton row i), classes.txt, compile.json (settings, counts and the
-fingerprints), skipped.jsonl (every entry under a split folder that is not in the index, with the reason) and
-converted.jsonl (files stored after a conversion, or with a property compile ignores: see `image_notes`).
-The compile is staged in a sibling folder and swapped in at the end (one rename): an interrupted compile leaves OUT
-as it was, a previous compile there whole and usable. Disk space: once the images are indexed and before any beton
-is written, the free space beside OUT is checked against `estimate_compile_bytes` (from the index: raw = stored
-width x height x 3 per image, jpg = stored pixels x the source file's bytes per pixel, plus FFCV's page overhead);
-a disk that fills up anyway is one DiskFullError naming the beton and its estimated size, OUT untouched.
-OUT is locked (fastload.files.OutputLock) for the duration.
+Output directory OUT (file names: fastload.beton): {split}.beton, {split}.beton.json (what the beton holds, the
+fingerprint of its index, its size and checksums), {split}_index.npz (row i = beton row i), classes.txt,
+compile.json (settings, counts and the fingerprints), skipped.jsonl (every entry under a split folder that is not in
+the index, with the reason) and converted.jsonl (files stored after a conversion, or with a property compile
+ignores: see `image_notes`). The compile is staged in a sibling folder and swapped in at the end (one rename,
+fastload.files.publish_folder): an interrupted compile leaves OUT as it was, a previous compile there whole and
+usable. Disk space: once the images are indexed and before any beton is written, the free space beside OUT is
+checked against `estimate_compile_bytes` (from the index: raw = stored width x height x 3 per image, jpg = stored
+pixels x the source file's bytes per pixel, plus FFCV's page overhead); a disk that fills up anyway is one
+DiskFullError naming the beton and its estimated size, OUT untouched.
+OUT is locked (fastload.files.OutputLock) for the duration. The FFCV writer and its overrides: fastload.ffcv_writer.
 """
 import json
 import multiprocessing
 import os
-import shutil
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import beton
 from . import index as index_mod
 from .errors import FastloadError, UsageError
-from .files import (DISK_FULL_ERRNOS, DiskFullError, OutputLock, atomic_path, check_free_space, is_temp_name,
-                    write_json, write_text)
+from .ffcv_writer import StoredImages, page_size_for, stored_image_field, write_beton
+from .files import (DiskFullError, OutputLock, check_free_space, publish_folder, remove_staging_folders,
+                    staged_folder, write_json, write_text)
+from .stepwatch import die_with_parent
 
 WRITE_MODES = ("raw", "jpg", "proportion")
 DEFAULT_MAX_RESOLUTION = 256
@@ -47,11 +51,11 @@ DEFAULT_SQUARE_WRITE_MODE = "raw"  # a square beton feeds `augment: device`, whi
 DEFAULT_JPEG_QUALITY = 90
 DEFAULT_COMPRESS_PROBABILITY = 0.5
 DEFAULT_MIN_SIDE = 8  # every crop decoder gets >= 7 pixels (FFCV's centre crop takes 224/256 of the shorter side)
-MIN_PAGE_SIZE = 1 << 23  # FFCV's default page (8 MiB); grown when one raw image would not fit
 NARROW_LEVELS = 64  # a high-depth image spanning fewer 8-bit grey levels than this at its bit depth is stretched
 FLAT_STD = 1.0  # pixel standard deviation (8-bit grey levels) under which a stored image is noted as near-constant
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 REPORTS = ("skipped.jsonl", "converted.jsonl")
+STAGE_TAG = "compile-stage-"  # a compile into OUT is built in the sibling .OUT.compile-stage-PID
 ESTIMATE_BYTES_PER_ROW = 64  # FFCV row metadata (image mode/size/pointer, label) plus its allocation-table entry
 ESTIMATE_SLACK_BYTES = 1 << 20  # indices, sidecars, classes.txt and the reports beside the betons
 
@@ -250,7 +254,7 @@ def check_images(root: Path, paths, num_workers: int, desc: str):
     full = [str(root / p) for p in paths]
     chunk = max(1, min(256, len(full) // (8 * num_workers) or 1))
     pool = multiprocessing.get_context("fork").Pool(num_workers, initializer=die_with_parent,
-                                                     initargs=(os.getpid(),))
+                                                     initargs=(signal.SIGKILL, os.getpid()))
     with pool:
         return list(tqdm(pool.imap(check_image, full, chunksize=chunk), total=len(full), desc=f"check {desc}",
                          unit="img", smoothing=0.1))
@@ -275,13 +279,6 @@ class ImageFiles:
 
 
 # ---------------------------------------------------------------------------------------------- writing betons
-
-def page_size_for(max_raw_bytes: int) -> int:
-    """FFCV needs every sample inside one page: a power of two >= 8 MiB and >= 4x the largest raw image."""
-    size = MIN_PAGE_SIZE
-    while size < 4 * max_raw_bytes:
-        size *= 2
-    return size
 
 
 def image_fields(settings: CompileSettings) -> dict:
@@ -332,12 +329,11 @@ def write_split(index, out: Path, split: str, settings: CompileSettings) -> str:
     """The split's beton (rows in index order), its index and its sidecar; returns the index fingerprint."""
     dataset = ImageFiles(index.root, index.path, index.class_id, settings.max_resolution, settings.square)
     page = page_size_for(stored_size(index.width, index.height, settings.max_resolution, settings.square))
-    beton = out / f"{split}.beton"
-    write_beton(dataset, image_fields(settings), beton, settings.num_workers, page, f"write {split}",
+    path = beton.beton_path(out, split)
+    write_beton(dataset, image_fields(settings), path, settings.num_workers, page, f"write {split}",
                 expected_bytes=estimate_beton_bytes(index, settings))
-    digest = index_mod.save_index(index, out / f"{split}_index.npz")
-    write_json(out / f"{split}.beton.json", dict(beton_description(split, len(index), settings), fingerprint=digest,
-                                                 **describe_file(beton)))
+    digest = index_mod.save_index(index, beton.index_path(out, split))
+    beton.write_sidecar(path, beton_description(split, len(index), settings), digest)
     return digest
 
 
@@ -353,325 +349,8 @@ def beton_description(split: str, rows: int, settings: CompileSettings) -> dict:
             "images": images, "image_size": [settings.square] * 2 if settings.square else None,
             "square": settings.square, "max_resolution": settings.max_resolution, "min_side": settings.min_side,
             "write_mode": settings.write_mode, "jpeg_quality": settings.jpeg_quality,
-            "compress_probability": settings.compress_probability, "index": f"{split}_index.npz",
-            "classes": "classes.txt"}
-
-
-# ---------------------------------------------------------------------------------------------- the FFCV writer
-
-def die_with_parent(parent_pid: int) -> None:
-    """In a child process: be killed (SIGKILL) when the parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-class AnonymousMemory:
-    """Stands in for multiprocessing.shared_memory.SharedMemory in FFCV's writer: an anonymous shared mapping that
-    forked workers inherit and the kernel frees with the last process; nothing in /dev/shm to leak."""
-
-    def __init__(self, create=True, size=0):
-        import mmap
-        self.buf = mmap.mmap(-1, max(1, size))
-        self.size = size
-
-    def close(self):
-        self.buf.close()
-
-    def unlink(self):
-        pass
-
-
-def writer_worker(slot, current, errors, parent_pid, input_queue, metadata_sm, metadata_type, fields, allocator,
-                  done_number, allocations_queue, dataset):
-    """FFCV's worker_job_indexed_dataset, plus: dies with the parent, records the row it is on in current[slot],
-    and on an exception reports it (with that row) and exits at once, leaving no page half-flushed to wait for."""
-    from ffcv.writer import handle_sample
-    die_with_parent(parent_pid)
-    metadata = np.frombuffer(metadata_sm.buf, dtype=metadata_type)
-    try:
-        with allocator:  # leaving it flushes the last page: a full disk can fail there, after the last row
-            for chunk in iter(input_queue.get, None):
-                for dest_ix, source_ix in chunk:
-                    current[slot] = source_ix
-                    try:
-                        handle_sample(dataset[source_ix], dest_ix, metadata_type.names, metadata, allocator, fields)
-                    except OSError as e:
-                        if e.errno in DISK_FULL_ERRNOS:
-                            raise  # the output's fault, not the image's
-                        report_worker_error(errors, source_ix, e)
-                    except BaseException as e:  # reported to the parent, which fails the compile naming the file
-                        report_worker_error(errors, source_ix, e)
-                with done_number.get_lock():
-                    done_number.value += len(chunk)
-    except OSError as e:  # writing a page: a full disk (or another write error) names the output, not an image
-        report_worker_error(errors, -1, e)
-    current[slot] = -1
-    allocations_queue.put(allocator.allocations)
-
-
-def report_worker_error(errors, row, error) -> None:
-    """In a writer process: hand (row or -1, message, errno) to the parent and exit at once (no traceback)."""
-    errors.put((int(row), f"{type(error).__name__}: {error}", getattr(error, "errno", None)))
-    errors.close()
-    errors.join_thread()
-    os._exit(1)
-
-
-def watched_writer_class():
-    """ffcv.writer.DatasetWriter with watched workers (a subclass built on first use: ffcv imports late)."""
-    from ffcv.writer import DatasetWriter
-
-    class WatchedWriter(DatasetWriter):
-        """A worker that dies (signal, exception) fails the write at once with the file it was on; workers die with
-        this process; the metadata lives in anonymous shared memory."""
-
-        def prepare(self):
-            import ffcv.writer
-            original = ffcv.writer.shared_memory
-            ffcv.writer.shared_memory = type("AnonymousSharedMemory", (), {"SharedMemory": AnonymousMemory})
-            try:
-                super().prepare()
-            finally:
-                ffcv.writer.shared_memory = original
-
-        def _write_common(self, num_samples, queue_content, work_fn, extra_worker_args):
-            run_watched(self, num_samples, queue_content, extra_worker_args[0])
-
-    return WatchedWriter
-
-
-def run_watched(writer, num_samples, queue_content, dataset) -> None:
-    """The body of DatasetWriter._write_common with a parent that watches its workers."""
-    import ctypes
-
-    from ffcv.memory_allocator import MemoryAllocator
-    ctx = multiprocessing.get_context("fork")
-    writer.num_samples = num_samples
-    writer.prepare()
-    work, allocations, errors = ctx.Queue(), ctx.Queue(), ctx.Queue()
-    for todo in queue_content:
-        work.put(todo)
-    for _ in range(writer.num_workers):
-        work.put(None)
-    done = ctx.Value(ctypes.c_uint64, 0)
-    current = ctx.Array("q", [-1] * writer.num_workers, lock=False)
-    allocator = MemoryAllocator(writer.fname, writer.data_region_start, writer.page_size)
-    workers = [ctx.Process(target=writer_worker, daemon=True,
-                           args=(k, current, errors, os.getpid(), work, writer.metadata_sm, writer.metadata_type,
-                                 writer.fields, allocator, done, allocations, dataset))
-               for k in range(writer.num_workers)]
-    try:
-        for p in workers:
-            p.start()
-        wait_for_rows(workers, done, num_samples, current, errors, dataset, writer.progress_label)
-        allocation_list = []
-        for _ in workers:
-            allocation_list.extend(get_watched(allocations, workers, current, errors, dataset))
-        writer.finalize(allocation_list)
-    finally:
-        for p in workers:
-            if p.is_alive():
-                p.kill()
-            p.join()
-        writer.metadata_sm.close()
-
-
-def wait_for_rows(workers, done, total: int, current, errors, dataset, desc: str) -> None:
-    """Follow the workers' row count with a progress bar (images/s), checking every 50 ms that none has died."""
-    from tqdm import tqdm
-    previous = 0
-    with tqdm(total=total, desc=desc, unit="img", smoothing=0.1) as bar:  # closed (line ended) before any error
-        while previous != total:
-            check_workers(workers, current, errors, dataset)
-            value = done.value
-            if value > previous:
-                bar.update(value - previous)
-                previous = value
-            time.sleep(0.05)
-
-
-def get_watched(queue, workers, current, errors, dataset):
-    import queue as queue_mod
-    while True:
-        try:
-            return queue.get(timeout=0.2)
-        except queue_mod.Empty:
-            check_workers(workers, current, errors, dataset)
-
-
-def check_workers(workers, current, errors, dataset) -> None:
-    """Raise FastloadError naming the file when a worker has died before finishing."""
-    import queue as queue_mod
-    import signal
-    for slot, p in enumerate(workers):
-        if p.exitcode is None or p.exitcode == 0:
-            continue
-        row, message, error_number = int(current[slot]), "", None
-        try:
-            row, message, error_number = errors.get(timeout=1.0)
-        except queue_mod.Empty:
-            pass
-        if error_number in DISK_FULL_ERRNOS:  # write_beton's atomic_path turns it into one DiskFullError
-            raise OSError(error_number, os.strerror(error_number))
-        if row < 0 and message:
-            raise FastloadError(f"a beton writer process failed writing its output: {message}")
-        how = (f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0 else f"exit status {p.exitcode}")
-        where = dataset.describe(row) if row >= 0 else "an unknown row"
-        raise FastloadError(f"a beton writer process ({how}) failed on {where}"
-                            f"{': ' + message if message else ''}; remove or replace that file and rerun")
-
-
-def write_beton(dataset, fields: dict, out_path: Path, num_workers: int, page_size: int, desc: str,
-                expected_bytes: int = None) -> None:
-    """Write `dataset` (with a `describe(row)` naming each row's source) as an FFCV beton, atomically. A full disk
-    is one DiskFullError naming `out_path` and `expected_bytes` (the estimated size, when given)."""
-    with atomic_path(out_path, expected_bytes=expected_bytes) as tmp:
-        writer = watched_writer_class()(str(tmp), fields, page_size=page_size, num_workers=num_workers)
-        writer.progress_label = desc
-        writer.from_indexed_dataset(dataset, chunksize=max(1, min(100, len(dataset) // (4 * num_workers))))
-
-
-# ---------------------------------------------------------------------------------------------- checking betons
-
-CHUNK_BYTES = 1 << 26  # 64 MiB per checksum: ~1700 for a 110 GB beton
-
-
-def beton_layout(path) -> dict:
-    """The regions of an FFCV beton read from its header, checked against the file size; FastloadError (naming the
-    file) for anything that is not a whole beton: missing, empty, truncated, a zeroed or foreign header."""
-    from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, FieldDescType, HeaderType, get_handlers, \
-        get_metadata_type
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"beton {path} does not exist" if not path.exists() else f"{path} is not a beton file")
-    size = path.stat().st_size
-    if size < HeaderType.itemsize:
-        raise FastloadError(f"{path} is not a beton: {size} bytes, shorter than an FFCV header (truncated?)")
-    header = np.fromfile(path, dtype=HeaderType, count=1)[0]
-    if header["version"] != CURRENT_VERSION or not 1 <= header["num_fields"] <= 64:
-        raise FastloadError(f"{path} is not an FFCV beton (format version {header['version']}, "
-                            f"{header['num_fields']} fields): a zeroed, foreign or damaged header")
-    descriptors_end = HeaderType.itemsize + FieldDescType.itemsize * int(header["num_fields"])
-    if descriptors_end > size:
-        raise FastloadError(f"{path} is truncated: {size} bytes, its header needs {descriptors_end}")
-    try:
-        descriptors = np.fromfile(path, dtype=FieldDescType, count=int(header["num_fields"]),
-                                  offset=HeaderType.itemsize)
-        metadata_type = get_metadata_type(get_handlers(descriptors))
-    except Exception as e:  # unknown field type ids: FFCV raises KeyError/TypeError/ValueError
-        raise FastloadError(f"{path}: damaged field descriptors ({type(e).__name__}: {e})") from None
-    metadata_end = descriptors_end + int(header["num_samples"]) * metadata_type.itemsize
-    table = int(header["alloc_table_ptr"])
-    if not metadata_end <= table <= size or (size - table) % ALLOC_TABLE_TYPE.itemsize:
-        raise FastloadError(f"{path} is truncated or damaged: {size} bytes, but its header puts "
-                            f"{header['num_samples']} rows' metadata up to byte {metadata_end} and the allocation "
-                            f"table at byte {table}")
-    return {"size": size, "rows": int(header["num_samples"]), "metadata_end": metadata_end, "table": table}
-
-
-def tables_checksum(path, layout: dict) -> str:
-    """sha256 of the header, field descriptors, row metadata and allocation table (everything but image pages)."""
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(layout["metadata_end"]))
-        f.seek(layout["table"])
-        digest.update(f.read())
-    return digest.hexdigest()
-
-
-def chunk_checksums(path):
-    """sha256 of every CHUNK_BYTES of the file, in order."""
-    import hashlib
-    out = []
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            out.append(hashlib.sha256(block).hexdigest())
-    return out
-
-
-def describe_file(path) -> dict:
-    """The sidecar entries check_beton and verify_beton compare against (written when the beton is complete)."""
-    layout = beton_layout(path)
-    return {"bytes": layout["size"], "tables_sha256": tables_checksum(path, layout), "chunk_bytes": CHUNK_BYTES,
-            "chunk_sha256": chunk_checksums(path)}
-
-
-def read_sidecar(beton_path) -> dict:
-    """BETON.json (what the beton holds, its fingerprint and checksums); {} when the beton has none."""
-    path = Path(f"{beton_path}.json")
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FastloadError(f"{path}: the beton's sidecar is not valid JSON ({e}); recompile") from None
-
-
-def check_beton(path) -> dict:
-    """Check a beton before opening it: whole by its header (beton_layout) and, when it has a sidecar, of the size
-    and header/tables checksum recorded at compile time. Reads no image pages. Returns the sidecar ({} if none)."""
-    layout = beton_layout(path)
-    sidecar = read_sidecar(path)
-    if "bytes" not in sidecar:
-        return sidecar
-    if layout["size"] != sidecar["bytes"]:
-        raise FastloadError(f"{path} is {layout['size']} bytes but was written as {sidecar['bytes']} "
-                            f"(see {path}.json): truncated or damaged copy")
-    if tables_checksum(path, layout) != sidecar["tables_sha256"]:
-        raise FastloadError(f"{path}: header or row tables differ from the ones written (checksum in {path}.json): "
-                            "damaged beton; run `fastload compile verify` and recompile or copy it again")
-    return sidecar
-
-
-def verify_beton(path) -> str:
-    """check_beton plus every page checksum; returns a one-line summary, raises FastloadError at the first bad
-    chunk (with its byte range)."""
-    sidecar = check_beton(path)
-    if "chunk_sha256" not in sidecar:
-        raise FastloadError(f"{path} has no checksums (no {path}.json from `fastload compile`): cannot verify")
-    for k, (got, want) in enumerate(zip(chunk_checksums(path), sidecar["chunk_sha256"])):
-        if got != want:
-            start = k * sidecar["chunk_bytes"]
-            raise FastloadError(f"{path}: bytes {start}..{start + sidecar['chunk_bytes'] - 1} differ from the ones "
-                                "written (checksum mismatch): damaged beton; recompile or copy it again")
-    return f"{path}: {sidecar.get('rows', '?')} rows, {sidecar['bytes']} bytes, {len(sidecar['chunk_sha256'])} " \
-           "checksums ok"
-
-
-def beton_fingerprint(path) -> str:
-    """The fingerprint of the index a beton's rows follow: from BETON.json, else from STEM_index.npz beside it."""
-    sidecar = read_sidecar(path)
-    if sidecar.get("fingerprint"):
-        return sidecar["fingerprint"]
-    index = Path(path).with_name(f"{Path(path).name.removesuffix('.beton')}_index.npz")
-    if index.is_file():
-        return index_mod.load_fingerprint(index)
-    raise FastloadError(f"{path}: no {Path(path).name}.json or {index.name} beside it tells which compile it comes "
-                        "from; recompile it with `fastload compile`")
-
-
-def verify_compile(out) -> list:
-    """`fastload compile verify OUT`: every beton of a compile folder (or one beton) in full, and each index
-    against its beton's fingerprint. Returns one line per beton; FastloadError at the first problem."""
-    out = Path(out)
-    betons = [out] if out.is_file() else sorted(out.glob("*.beton")) if out.is_dir() else []
-    if not betons:
-        raise FastloadError(f"{out}: no .beton file to verify" if out.exists() else f"{out} does not exist")
-    lines = []
-    for beton in betons:
-        lines.append(verify_beton(beton))
-        index = beton.with_name(f"{beton.name.removesuffix('.beton')}_index.npz")
-        if index.is_file():
-            rows, digest = len(index_mod.load_index(index)), index_mod.load_fingerprint(index)
-            sidecar = read_sidecar(beton)
-            if digest != sidecar.get("fingerprint") or rows != beton_layout(beton)["rows"]:
-                raise FastloadError(f"{index} ({rows} rows, fingerprint {digest[:12]}) does not belong to {beton} "
-                                    f"({sidecar.get('fingerprint', '?')[:12]}): recompile")
-    return lines
+            "compress_probability": settings.compress_probability, "index": beton.index_name(split),
+            "classes": beton.CLASSES_FILE}
 
 
 # ---------------------------------------------------------------------------------------------- compile
@@ -686,39 +365,36 @@ def compile_imagenet(root, out, settings: CompileSettings, splits=("train", "val
     wnid_names = index_mod.check_class_names(classes, image_root / "train")
     with OutputLock(out, "fastload compile"):
         remove_stale_stages(out)
-        stage = out.parent / f".{out.name}.compile-stage-{os.getpid()}"
-        try:
-            with OutputLock(stage, "fastload compile"):
-                try:
-                    summary = compile_into(stage, root, classes, settings, splits, devkit_class_order)
-                except DiskFullError as e:  # name the file as it would have appeared in OUT, not in the stage
-                    if e.path.parent != stage:
-                        raise
-                    raise DiskFullError(out / e.path.name, needed=e.needed, free=e.free) from None
-                summary["wnid_class_names"] = wnid_names
-                write_json(stage / "compile.json", summary)
-                swap_in(stage, out, splits)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+        # the stage's lock is held until the swap is done: OUT's lock file is then the stage's
+        with staged_folder(out, STAGE_TAG) as stage, OutputLock(stage, "fastload compile"):
+            try:
+                summary = compile_into(stage, out, root, classes, settings, splits, devkit_class_order)
+            except DiskFullError as e:  # name the file as it would have appeared in OUT, not in the stage
+                if e.path.parent != stage:
+                    raise
+                raise DiskFullError(out / e.path.name, needed=e.needed, free=e.free) from None
+            summary["wnid_class_names"] = wnid_names
+            write_json(stage / beton.COMPILE_FILE, summary)
+            swap_in(stage, out, splits)
     return summary
 
 
-def compile_into(folder: Path, root: Path, classes, settings, splits, devkit_class_order) -> dict:
-    """Every output of a compile but compile.json, written into `folder`; returns the summary."""
+def compile_into(folder: Path, out: Path, root: Path, classes, settings, splits, devkit_class_order) -> dict:
+    """Every output of a compile into `out` but compile.json, written into `folder` (its stage); returns the
+    summary."""
     started = time.time()
     indices, skipped, converted = {}, [], []
     for split in splits:
         indices[split] = check_split(root, split, classes, settings, devkit_class_order, skipped, converted)
     # the previous OUT stays until the swap, so the whole new compile must fit beside it
-    check_free_space(folder, estimate_compile_bytes(indices, settings),
-                     folder.parent / folder.name.split(".compile-stage-")[0].lstrip("."))
-    write_report(folder / "skipped.jsonl", skipped)
-    write_report(folder / "converted.jsonl", converted)
+    check_free_space(folder, estimate_compile_bytes(indices, settings), out)
+    write_jsonl_report(folder / "skipped.jsonl", skipped)
+    write_jsonl_report(folder / "converted.jsonl", converted)
     lost = [row for row in skipped if row["image"]]
     if settings.strict and lost:
         raise FastloadError(f"--strict: {len(lost)} file(s) could not be decoded or stored, first {lost[0]['path']} "
                             f"({lost[0]['reason']}); all skipped entries are listed in skipped.jsonl")
-    write_text(folder / "classes.txt", "".join(f"{c}\n" for c in classes))
+    write_text(folder / beton.CLASSES_FILE, "".join(f"{c}\n" for c in classes))
     fingerprints = {split: write_split(indices[split], folder, split, settings) for split in splits}
     return {"root": str(root), "splits": {s: len(indices[s]) for s in splits}, "num_classes": len(classes),
             "image_size": [settings.square] * 2 if settings.square else None, "fingerprint": fingerprints,
@@ -792,10 +468,7 @@ def remove_stale_stages(out: Path) -> None:
     """Stage folders of killed compiles into OUT (we hold OUT's lock, so no live compile owns one). Also refuses a
     compile into a folder that another process is reading (see refuse_if_read)."""
     refuse_if_read(out)
-    if out.parent.is_dir():
-        for entry in out.parent.iterdir():
-            if entry.name.startswith(f".{out.name}.compile-stage-") and entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
+    remove_staging_folders(out, STAGE_TAG)
 
 
 def folder_readers(folder: Path) -> list:
@@ -838,9 +511,9 @@ def refuse_if_read(out: Path) -> None:
 
 def compile_names(splits) -> set:
     """File names a compile owns in OUT: replaced by a recompile; anything else there is kept."""
-    names = {"classes.txt", "compile.json", "skipped.tsv", "converted.tsv", *REPORTS}
+    names = {beton.CLASSES_FILE, beton.COMPILE_FILE, "skipped.tsv", "converted.tsv", *REPORTS}
     for split in set(splits) | {"train", "val"}:
-        names |= {f"{split}.beton", f"{split}.beton.json", f"{split}_index.npz"}
+        names |= beton.split_file_names(split)
     return names
 
 
@@ -848,25 +521,8 @@ def swap_in(stage: Path, out: Path, splits) -> None:
     """Exchange the finished stage folder with OUT in one rename; then move back what OUT held that a compile does
     not write (other files the user keeps there). The old compile ends up in `stage`, removed by the caller."""
     refuse_if_read(out)  # a reader may have started while this compile ran
-    exchange_folders(stage, out)
     owned = compile_names(splits)
-    for entry in stage.iterdir():
-        if entry.name not in owned and entry.name != ".fastload.lock" and not is_temp_name(entry.name):
-            os.rename(entry, out / entry.name)
-
-
-def exchange_folders(a: Path, b: Path) -> None:
-    """Swap two folders atomically (Linux renameat2 RENAME_EXCHANGE); three renames where it is unsupported."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    at_fdcwd, rename_exchange = -100, 2
-    if hasattr(libc, "renameat2") and libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
-                                                     rename_exchange) == 0:
-        return
-    aside = a.with_name(a.name + ".old")
-    os.rename(b, aside)
-    os.rename(a, b)
-    os.rename(aside, a)
+    publish_folder(stage, out, keep_previous=lambda name: name not in owned)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -878,7 +534,7 @@ def report_row(path: str, split: str, reason: str = None, notes: list = None) ->
     return {"path": path, "split": split, "reason": reason, "image": index_mod.is_image_file(path)}
 
 
-def write_report(path: Path, rows) -> None:
+def write_jsonl_report(path: Path, rows) -> None:
     """JSON lines, ASCII only: any file name (TAB, newline, bytes that are not UTF-8) survives the round trip;
     `os.fsencode(row["path"])` gives a name's original bytes."""
     write_text(path, "".join(json.dumps(row, ensure_ascii=True) + "\n" for row in rows))
@@ -900,52 +556,11 @@ def read_report(path) -> list:
 
 # ---------------------------------------------------------------------------------------------- materialize
 
-class StoredImages:
-    """Rows of an existing beton as (stored image record, label): the compressed or raw bytes are copied as they
-    are, so a materialized beton decodes to exactly the same pixels as the base beton."""
-
-    def __init__(self, beton_path, rows):
-        from ffcv.reader import Reader
-        reader = Reader(str(beton_path))
-        self.path, self.rows = str(beton_path), np.asarray(rows, dtype=np.int64)
-        self.metadata = reader.metadata
-        order = np.argsort(reader.alloc_table["ptr"])
-        self.ptrs = reader.alloc_table["ptr"][order]
-        self.sizes = reader.alloc_table["size"][order]
-        self.names = reader.field_names
-        self._file = None
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        if self._file is None:  # opened in the writer process, after the fork
-            self._file = np.memmap(self.path, dtype=np.uint8, mode="r")
-        record = self.metadata[self.rows[i]]
-        image = record[self.names.index("image")]
-        ptr = image["data_ptr"]
-        size = self.sizes[np.searchsorted(self.ptrs, ptr)]
-        payload = np.array(self._file[ptr:ptr + size])
-        return (int(image["mode"]), int(image["width"]), int(image["height"]), payload), \
-            int(record[self.names.index("label")])
-
-    def describe(self, i) -> str:
-        return f"row {self.rows[i]} of {self.path}"
-
-
-def copy_stored_image(destination, stored, malloc):
-    """RGBImageField.encode for an already-encoded record (mode, width, height, payload bytes)."""
-    mode, width, height, payload = stored
-    destination["mode"], destination["width"], destination["height"] = mode, width, height
-    destination["data_ptr"], storage = malloc(payload.nbytes)
-    storage[:] = payload
-
-
 def materialize(manifest_path, beton_path, out_path, num_workers: int = 2) -> int:
     """Write the rows of one manifest (its `indices`, in order) of `beton_path` into a standalone beton, with
     OUT_index.npz (those rows of the base index) and OUT.beton.json. Labels stay fine class ids; apply the
     manifest's label_lookup at load time as for the base beton. Returns the row count."""
-    from ffcv.fields import IntField, RGBImageField
+    from ffcv.fields import IntField
 
     from .manifest import check_source, load_manifest
     manifest_path, beton_path, out_path = Path(manifest_path), Path(beton_path), Path(out_path)
@@ -954,23 +569,19 @@ def materialize(manifest_path, beton_path, out_path, num_workers: int = 2) -> in
     if out_path.is_dir():
         raise FastloadError(f"{out_path} is a folder: give the .beton file to write")
     manifest = load_manifest(manifest_path)
-    check_beton(beton_path)
+    beton.check_beton(beton_path)
     check_source(manifest, beton_path)
-    base_index = beton_path.with_name(f"{beton_path.name.removesuffix('.beton')}_index.npz")
-    index = index_mod.load_index(base_index)
+    index = index_mod.load_index(beton.index_beside(beton_path))
     rows = np.asarray(manifest.indices, dtype=np.int64)
     dataset = StoredImages(beton_path, rows)
     if len(rows) and (rows.max() >= len(dataset.metadata) or rows.max() >= len(index)):
         raise FastloadError(f"{manifest_path}: index {rows.max()} is past the end of {beton_path} "
                             f"({len(dataset.metadata)} rows): is this manifest for that beton?")
-    image_field = RGBImageField()
-    image_field.encode = copy_stored_image  # same field type id, so readers decode it as any RGBImageField
     page = page_size_for(int(dataset.sizes.max()) if len(dataset.sizes) else 0)
-    write_beton(dataset, {"image": image_field, "label": IntField()}, out_path, num_workers, page,
+    write_beton(dataset, {"image": stored_image_field(), "label": IntField()}, out_path, num_workers, page,
                 f"materialize {out_path.name}")
-    stem = out_path.name.removesuffix(".beton")
-    digest = index_mod.save_index(index.select(rows), out_path.with_name(f"{stem}_index.npz"))
-    write_json(Path(f"{out_path}.json"), {"rows": len(rows), "materialized_from": str(beton_path),
-                                          "manifest": str(manifest_path), "index": f"{stem}_index.npz",
-                                          "fingerprint": digest, **describe_file(out_path)})
+    index_out = beton.index_beside(out_path)
+    digest = index_mod.save_index(index.select(rows), index_out)
+    beton.write_sidecar(out_path, {"rows": len(rows), "materialized_from": str(beton_path),
+                                   "manifest": str(manifest_path), "index": index_out.name}, digest)
     return len(rows)

@@ -17,22 +17,22 @@ converted.jsonl. As `fastload compile imagenet`: staged beside OUT and swapped i
 processes dying with this one; `fastload compile verify OUT` checks every checksum.
 """
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import beton
 from . import compile as compile_mod
 from . import index as index_mod
 from .errors import FastloadError, UsageError
-from .files import OutputLock, write_json, write_text
+from .ffcv_writer import page_size_for, write_beton
+from .files import OutputLock, staged_folder, write_json, write_text
 from .transfer_data import LAYOUTS
 
 DEFAULT_SIDE = 256   # Caffe's warp (the transfer configs' img_scale)
 DEFAULT_WRITE_MODE = "raw"
-COMPILE_FILE = "compile.json"
 
 
 @dataclass
@@ -128,15 +128,12 @@ def compile_cls(layout_name: str, root, out, settings: ClsSettings = None, optio
     listing = LAYOUTS[layout_name].read(root, **options)
     with OutputLock(out, "fastload compile"):
         compile_mod.remove_stale_stages(out)
-        stage = out.parent / f".{out.name}.compile-stage-{os.getpid()}"
-        try:
-            with OutputLock(stage, "fastload compile"):
-                summary = compile_listing(stage, root, listing, settings)
-                summary.update(layout=layout_name, options=options)
-                write_json(stage / COMPILE_FILE, summary)
-                compile_mod.swap_in(stage, out, list(listing.splits))
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+        # as compile_imagenet: the stage's lock is held until the swap is done
+        with staged_folder(out, compile_mod.STAGE_TAG) as stage, OutputLock(stage, "fastload compile"):
+            summary = compile_listing(stage, root, listing, settings)
+            summary.update(layout=layout_name, options=options)
+            write_json(stage / beton.COMPILE_FILE, summary)
+            compile_mod.swap_in(stage, out, list(listing.splits))
     return summary
 
 
@@ -148,12 +145,12 @@ def compile_listing(folder: Path, root: Path, listing, settings: ClsSettings) ->
     for split, samples in listing.splits.items():
         kept[split] = (loaded_samples(root, samples, load) if load else
                        check_samples(root, split, samples, settings, skipped, converted))
-    compile_mod.write_report(folder / "skipped.jsonl", skipped)
-    compile_mod.write_report(folder / "converted.jsonl", converted)
+    compile_mod.write_jsonl_report(folder / "skipped.jsonl", skipped)
+    compile_mod.write_jsonl_report(folder / "converted.jsonl", converted)
     if settings.strict and skipped:
         raise FastloadError(f"--strict: {len(skipped)} listed file(s) cannot be stored, first {skipped[0]['path']} "
                             f"({skipped[0]['reason']}); all are listed in skipped.jsonl")
-    write_text(folder / "classes.txt", "".join(f"{c}\n" for c in listing.classes))
+    write_text(folder / beton.CLASSES_FILE, "".join(f"{c}\n" for c in listing.classes))
     fingerprints = {split: write_split(folder, root, split, rows, listing, settings) for split, rows in kept.items()}
     return {"root": str(root), "metric": listing.metric, "multilabel": listing.multilabel,
             "splits": {s: len(rows) for s, rows in kept.items()}, "num_classes": len(listing.classes),
@@ -206,29 +203,28 @@ def write_split(folder: Path, root: Path, split: str, rows: list, listing, setti
                                      jpeg_quality=settings.jpeg_quality,
                                      compress_probability=settings.compress_probability),
               "label": IntField()}
-    beton = folder / f"{split}.beton"
-    page = compile_mod.page_size_for(settings.side * settings.side * 3)
+    path = beton.beton_path(folder, split)
+    page = page_size_for(settings.side * settings.side * 3)
     images = WarpedFiles(root, samples, settings.side, LAYOUTS[listing.name].load)
-    compile_mod.write_beton(images, fields, beton, settings.num_workers, page,
-                            f"write {split}")
-    digest = index_mod.save_index(index, folder / f"{split}_index.npz")
+    write_beton(images, fields, path, settings.num_workers, page, f"write {split}")
+    digest = index_mod.save_index(index, beton.index_path(folder, split))
     label = "IntField (bitmask of classes)" if listing.multilabel else "IntField (class id, classes.txt order)"
-    write_json(folder / f"{split}.beton.json", {
+    beton.write_sidecar(path, {
         "split": split, "rows": len(samples), "layout": listing.name, "metric": listing.metric,
         "fields": {"image": "RGBImageField", "label": label},
         "images": f"{settings.side}x{settings.side} RGB, warped (aspect ratio not kept) as mmcv's "
                   "Resize(keep_ratio=False) does", "image_size": [settings.side, settings.side],
-        "write_mode": settings.write_mode, "index": f"{split}_index.npz", "classes": "classes.txt",
-        "fingerprint": digest, **compile_mod.describe_file(beton)})
+        "write_mode": settings.write_mode, "index": beton.index_name(split), "classes": beton.CLASSES_FILE},
+        digest)
     return digest
 
 
 def read_compile_info(folder) -> dict:
     """OUT/compile.json of a `fastload compile cls` folder; FastloadError naming what is missing."""
     import json
-    path = Path(folder) / COMPILE_FILE
+    path = Path(folder) / beton.COMPILE_FILE
     if not path.is_file():
-        raise FastloadError(f"{folder} holds no {COMPILE_FILE}: compile the dataset first with "
+        raise FastloadError(f"{folder} holds no {beton.COMPILE_FILE}: compile the dataset first with "
                             "`fastload compile cls LAYOUT ROOT OUT`")
     try:
         info = json.loads(path.read_text())

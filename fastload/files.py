@@ -13,6 +13,12 @@ starts when an estimate of its output does not fit.
 `check_plain_name` is the one check for a name read from a file (a manifest list, a plan) that becomes a file
 or folder name: one path component, so no entry can write outside the folder it belongs in.
 
+`staged_folder` and `publish_folder` do for a folder what `atomic_path` does for a file: the folder is built in a
+sibling `.NAME.TAG<pid>` (same file system, so the publishing rename is atomic) and appears at its final name in
+one rename once complete; a crash leaves the previous folder, or none, and at most a staging sibling. A folder
+that replaces a non-empty one (a recompile) is exchanged with it in one rename, and chosen entries of the previous
+one are moved into it.
+
 `OutputLock` is an exclusive lock on an output folder (compile, pretrain, reproduce): a second writer is refused
 with one line naming the holder's host and pid. The lock is a `flock` on `.fastload.lock` inside the folder, so
 it is released by the kernel when its holder dies, even by SIGKILL: a stale lock file never blocks anyone.
@@ -229,6 +235,67 @@ def yaml_error_text(error) -> str:
     parts = [getattr(error, "context", None), getattr(error, "problem", None)]
     text = "; ".join(str(p) for p in parts if p) or str(error).splitlines()[0]
     return " ".join(text.split())
+
+
+def staging_name(final, tag: str = "tmp") -> Path:
+    """The sibling folder `final` is built in before it is published: `.NAME.TAG<pid>` beside it."""
+    final = Path(final)
+    return final.parent / f".{final.name}.{tag}{os.getpid()}"
+
+
+@contextmanager
+def staged_folder(final, tag: str = "tmp"):
+    """Yield a fresh, empty staging folder beside `final` (staging_name; parent folders created); it is removed
+    when the block ends, whatever happened. Publish it inside the block with publish_folder: afterwards it is gone,
+    or holds the previous folder that the exchange put there."""
+    staging = staging_name(final, tag)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_folder(staging, final, keep_previous=None) -> None:
+    """Put the finished `staging` folder at `final` in one rename.
+
+    Without `keep_previous`: `final` must be absent or an empty folder (replaced); an OSError when another process
+    published a non-empty one first. With `keep_previous(name)`: `final` is exchanged with `staging` in one rename
+    (exchange_folders), then each entry of the previous `final` for which it returns True is moved into the new
+    one (never the lock file or a temporary file); the rest of the previous folder is left in `staging`."""
+    staging, final = Path(staging), Path(final)
+    if keep_previous is None:
+        os.replace(staging, final)
+        return
+    exchange_folders(staging, final)
+    for entry in staging.iterdir():
+        if entry.name != LOCK_NAME and not is_temp_name(entry.name) and keep_previous(entry.name):
+            os.rename(entry, final / entry.name)
+
+
+def remove_staging_folders(final, tag: str) -> None:
+    """Every `.NAME.TAG*` staging folder beside `final`, left by killed writers. Only for a caller that holds
+    `final`'s OutputLock: no live writer of `final` then owns one."""
+    final = Path(final)
+    if final.parent.is_dir():
+        for entry in final.parent.iterdir():
+            if entry.name.startswith(f".{final.name}.{tag}") and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def exchange_folders(a: Path, b: Path) -> None:
+    """Swap two folders atomically (Linux renameat2 RENAME_EXCHANGE); three renames where it is unsupported."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if hasattr(libc, "renameat2") and libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
+                                                     rename_exchange) == 0:
+        return
+    aside = a.with_name(a.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
 
 
 class OutputLock:

@@ -285,9 +285,9 @@ def label_pipeline(label_lookup, device: torch.device) -> list:
 
 
 def check_rows(beton_path, indices, label_lookup) -> np.ndarray:
-    """The requested rows as uint64, after checking the beton is whole (compile.check_beton: header, size and table
+    """The requested rows as uint64, after checking the beton is whole (beton.check_beton: header, size and table
     checksums, as the command line does) and that the rows exist and none maps to an excluded (-1) label."""
-    from .compile import check_beton
+    from .beton import check_beton
     check_beton(beton_path)
     reader = Reader(str(beton_path))
     indices = np.asarray(indices, dtype=np.int64)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .beton import beton_fingerprint
 from .errors import FastloadError, UsageError
 from .files import atomic_path, check_plain_name, read_yaml, write_text
 from .index import load_fingerprint, load_index_classes
@@ -172,7 +173,6 @@ def load_manifest(path) -> Manifest:
 def check_source(manifest, beton_path) -> None:
     """Refuse a beton that was not compiled from the index `manifest` was built from (its row numbers would pick
     other images): FastloadError naming both files. `manifest`: a Manifest or a manifest path."""
-    from .compile import beton_fingerprint
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     name = manifest.path or "the manifest"

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from . import distributed as fdist
 from .errors import FastloadError, UsageError
 from .files import OutputLock, atomic_path, write_json, write_text
-from .compile import beton_fingerprint, check_beton
+from .beton import beton_fingerprint, check_beton
 from .index import load_fingerprint, load_index
 from .loader import device_random_resized_crop, make_loader, raw_loader
 from .manifest import check_source, load_manifest
@@ -101,7 +101,7 @@ class TrainData:
 
 def load_train_data(manifest_path, beton, val_beton, val_index) -> TrainData:
     """The manifest's train rows and label lookup, and the val rows whose class it keeps (same lookup). Both betons
-    are checked whole (fastload.compile.check_beton) and against the indices their rows are read through: the
+    are checked whole (fastload.beton.check_beton) and against the indices their rows are read through: the
     manifest's (check_source) and the val index's (its fingerprint)."""
     for flag, path in (("--beton", beton), ("--val-beton", val_beton)):
         if not Path(path).is_file():

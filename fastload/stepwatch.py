@@ -34,6 +34,15 @@ def prctl(option: int, value: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
+def die_with_parent(sig: int, parent_pid: int = None) -> None:
+    """In a child process: receive `sig` when the parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG). The one
+    home of this rule: the step watcher's step and the beton writer's workers both use it. With `parent_pid`,
+    exit at once when the parent already died before the request took effect (the child was orphaned first)."""
+    prctl(PR_SET_PDEATHSIG, int(sig))
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def start(argv: list, pipe_fd: int) -> int:
     """Fork and exec `argv` as the leader of a new process group; returns its pid."""
     pid = os.fork()
@@ -43,7 +52,7 @@ def start(argv: list, pipe_fd: int) -> int:
             os.close(pipe_fd)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the watcher killed (-9): its step goes too
+            die_with_parent(signal.SIGKILL)  # the watcher killed (-9): its step goes too
             os.execvp(argv[0], argv)
         except OSError as e:
             os.write(2, f"command not found: {argv[0]} ({e.strerror})\n".encode())

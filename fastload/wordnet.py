@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from .errors import FastloadError
+from .files import publish_folder, staged_folder
 from .resources import cache_dir
 
 SYSTEM_WORDNET_DIRS = ["/usr/share/wordnet", "/usr/local/WordNet-3.0/dict", "/usr/share/WordNet-3.0/dict"]
@@ -48,17 +49,15 @@ def stage_system_wordnet(system_dir, nltk_root) -> Path:
     missing = [f for f in _CORPUS_FILES if not (system_dir / f).is_file()]
     if missing:
         raise FastloadError(f"WordNet folder {system_dir} lacks {', '.join(missing)}; install: {SYSTEM_PACKAGES_HINT}")
-    tmp = target.with_name(f".wordnet.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in _CORPUS_FILES + _OPTIONAL_FILES:
-        if (system_dir / name).is_file():
-            shutil.copyfile(system_dir / name, tmp / name)
-    (tmp / "lexnames").write_text(lexnames_text())
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process staged it first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged_folder(target) as tmp:
+        for name in _CORPUS_FILES + _OPTIONAL_FILES:
+            if (system_dir / name).is_file():
+                shutil.copyfile(system_dir / name, tmp / name)
+        (tmp / "lexnames").write_text(lexnames_text())
+        try:
+            publish_folder(tmp, target)
+        except OSError:  # another process staged it first: its copy is kept, ours removed
+            pass
     return target
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fastload import beton as fb
 from fastload import compile as fc
 from fastload.cli import main as cli_main
 from fastload.errors import FastloadError
@@ -178,7 +179,7 @@ def test_materialized_beton_reads_back_identically(compiled, tmp_path, cli):
         assert got[0] == want[0] and got[2:] == want[2:] and np.array_equal(got[1], want[1])
     sub_index = load_index(tmp_path / "sub_index.npz")
     assert sub_index.path.tolist() == load_index(base / "out" / "train_index.npz").path[rows].tolist()
-    assert fc.check_beton(tmp_path / "sub.beton")["rows"] == len(rows)
+    assert fb.check_beton(tmp_path / "sub.beton")["rows"] == len(rows)
     proc = cli("compile", "verify", tmp_path / "sub.beton", check=True)
     assert "5 rows" in proc.stdout and "checksums ok" in proc.stdout
 

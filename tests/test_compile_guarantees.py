@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fastload import beton as fb
 from fastload import compile as fc
 from fastload.cli import main as cli_main
 from fastload.errors import FastloadError
@@ -307,8 +308,8 @@ def damaged_copy(src, dst, change):
 
 def test_damaged_betons_are_refused_on_open_or_by_verify(two_compiles, tmp_path, capsys):
     beton = two_compiles / "a" / "train.beton"
-    assert fc.check_beton(beton)["rows"] == 6
-    assert "checksums ok" in fc.verify_beton(beton)
+    assert fb.check_beton(beton)["rows"] == 6
+    assert "checksums ok" in fb.verify_beton(beton)
     size = beton.stat().st_size
     sidecar = json.loads(Path(f"{beton}.json").read_text())
     middle = (size // 2) & ~0xFFF
@@ -322,12 +323,12 @@ def test_damaged_betons_are_refused_on_open_or_by_verify(two_compiles, tmp_path,
     for name, change in cases.items():
         bad = damaged_copy(beton, tmp_path / f"{name}.beton", change)
         with pytest.raises(FastloadError, match=f"{name}.beton"):
-            fc.check_beton(bad)
+            fb.check_beton(bad)
     Path(tmp_path / "bare.beton").write_bytes(beton.read_bytes()[:-10])  # no sidecar: the header alone catches it
     with pytest.raises(FastloadError, match="truncated or damaged"):
-        fc.check_beton(tmp_path / "bare.beton")
+        fb.check_beton(tmp_path / "bare.beton")
     bad = damaged_copy(beton, tmp_path / "middle.beton", overwrite)
-    assert middle > sidecar["bytes"] // 4 and fc.check_beton(bad)  # image pages are not read on open...
+    assert middle > sidecar["bytes"] // 4 and fb.check_beton(bad)  # image pages are not read on open...
     assert cli_main(["compile", "verify", str(bad)]) == 1  # ...but verify reads every one
     err = capsys.readouterr().err.strip()
     assert "middle.beton: bytes 0..67108863 differ" in err and len(err.splitlines()) == 1
@@ -355,7 +356,7 @@ def test_interrupted_recompile_leaves_the_previous_compile_whole(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         fc.compile_imagenet(root, out, fc.CompileSettings(num_workers=1))
     assert contents() == before
-    assert len(fc.verify_compile(out)) == 2 and sorted(os.listdir(tmp_path)) == ["out", "root"]
+    assert len(fb.verify_compile(out)) == 2 and sorted(os.listdir(tmp_path)) == ["out", "root"]
     monkeypatch.undo()
     summary = fc.compile_imagenet(root, out, fc.CompileSettings(num_workers=1))
     assert summary["splits"]["train"] == 7 and (out / "my_notes.md").read_text() == "kept"
@@ -445,4 +446,4 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_compile(tmp_path, small_
     filler.unlink()  # space freed: the rerun finishes
     monkeypatch.undo()
     assert cli_main(args) == 0
-    fc.verify_compile(out)
+    fb.verify_compile(out)

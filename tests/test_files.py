@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fastload.errors import FastloadError
-from fastload.files import (DiskFullError, OutputLock, atomic_open, atomic_path, check_free_space, check_plain_name,
+from fastload.files import (LOCK_NAME, DiskFullError, OutputLock, atomic_open, atomic_path, check_free_space,
+                            check_plain_name, publish_folder, remove_staging_folders, staged_folder, staging_name,
                             write_json, write_text)
 from small_disk import fill, small_disk  # noqa: F401 (a fixture)
 
@@ -100,6 +101,49 @@ def test_check_free_space_refuses_before_writing(tmp_path):
     check_free_space(tmp_path, 1, "small")
     with pytest.raises(DiskFullError, match=f"to write {tmp_path / 'huge'}: .* free there, .*needed"):
         check_free_space(tmp_path, 1 << 60, tmp_path / "huge")
+
+
+# ---------------------------------------------------------------------------------------------- folders
+
+def test_a_staged_folder_appears_whole_at_its_name(tmp_path):
+    out = tmp_path / "sub" / "out"
+    with staged_folder(out) as staging:
+        assert staging == staging_name(out) == out.parent / f".out.tmp{os.getpid()}" and staging.is_dir()
+        (staging / "a.txt").write_text("a")
+        assert not out.exists()
+        publish_folder(staging, out)
+    assert (out / "a.txt").read_text() == "a" and os.listdir(out.parent) == ["out"]
+
+
+def test_a_failed_staging_leaves_nothing_and_the_final_folder_as_it_was(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError):
+        with staged_folder(out, "compile-stage-") as staging:
+            (staging / "half").write_text("x")
+            raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(out) == []
+
+
+def test_publishing_over_a_non_empty_folder_fails_unless_it_is_exchanged(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("old.beton", "notes.txt", LOCK_NAME, ".tmp-1-x"):
+        (out / name).write_text("previous")
+    with staged_folder(out) as staging:
+        (staging / "new.beton").write_text("new")
+        with pytest.raises(OSError):
+            publish_folder(staging, out)
+        publish_folder(staging, out, keep_previous=lambda name: name != "old.beton")
+        assert sorted(os.listdir(staging)) == sorted([".tmp-1-x", LOCK_NAME, "old.beton"])  # the previous rest
+    assert sorted(os.listdir(out)) == ["new.beton", "notes.txt"] and os.listdir(tmp_path) == ["out"]
+
+
+def test_stale_staging_folders_are_removed_by_tag(tmp_path):
+    for name in (".out.compile-stage-1", ".out.compile-stage-22", ".out.tmp3", ".other.compile-stage-4"):
+        (tmp_path / name).mkdir()
+    remove_staging_folders(tmp_path / "out", "compile-stage-")
+    assert sorted(os.listdir(tmp_path)) == [".other.compile-stage-4", ".out.tmp3"]
 
 
 # ---------------------------------------------------------------------------------------------- names

@@ -101,7 +101,7 @@ def test_loader_rejects_bad_requests(beton):
 def test_a_damaged_beton_is_one_error_from_the_library_entry(beton, tmp_path, damage):
     """make_loader checks the beton as the command line does: no raw ValueError/IndexError/AssertionError."""
     import json
-    from fastload.compile import describe_file
+    from fastload.beton import describe_file
     data = beton.read_bytes()
     copy = tmp_path / "copy.beton"
     cut = {"header": 100, "tables": len(data) - 10, "empty": 0}.get(damage, len(data))

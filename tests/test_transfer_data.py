@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fastload.compile import StoredImages, verify_compile
+from fastload.beton import verify_compile
+from fastload.ffcv_writer import StoredImages
 from fastload.compile_cls import ClsSettings, compile_cls, decode_warped, layout_options
 from fastload.errors import DataError, FastloadError, UsageError
 from fastload.transfer_data import LAYOUTS

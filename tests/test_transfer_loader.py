@@ -3,7 +3,7 @@ byte), labels in listing order, seeded order and crops, every row once per epoch
 import numpy as np
 import pytest
 
-from fastload.compile import StoredImages
+from fastload.ffcv_writer import StoredImages
 from fastload.compile_cls import ClsSettings, compile_cls
 from fastload.errors import FastloadError
 from fastload.transfer_data.loader import cls_loader, read_classes

@@ -222,24 +222,23 @@ def predict_from_beton(model, beton_path, index, rows, **kwargs) -> np.ndarray:
 
 def beton_dir_files(beton_dir, splits=("train", "val")) -> dict:
     """{split: (beton path, index path)} of a folder written by `fastload compile`; errors name a missing file."""
-    from pathlib import Path
-    beton_dir = Path(beton_dir)
+    from ..beton import beton_path, index_path
     out = {}
     for split in splits:
-        beton, index = beton_dir / f"{split}.beton", beton_dir / f"{split}_index.npz"
+        beton, index = beton_path(beton_dir, split), index_path(beton_dir, split)
         for path in (beton, index):
             if not path.is_file():
                 raise FastloadError(f"{path} does not exist: --beton-dir must be a folder written by "
-                                    f"`fastload compile` (with {split}.beton and {split}_index.npz)")
+                                    f"`fastload compile` (with {beton.name} and {index.name})")
         out[split] = (beton, index)
     return out
 
 
 def load_compiled(beton_dir, splits=("train", "val")) -> tuple:
     """({split: beton path}, {split: Index}) of a folder written by `fastload compile`. Each beton is checked
-    (compile.check_beton: size, header, tables) and must follow its index (the fingerprint in the beton's
+    (beton.check_beton: size, header, tables) and must follow its index (the fingerprint in the beton's
     sidecar): a FastloadError names the file otherwise."""
-    from ..compile import check_beton
+    from ..beton import check_beton
     from ..index import load_fingerprint, load_index
     files = beton_dir_files(beton_dir, splits)
     for beton, index_path in files.values():

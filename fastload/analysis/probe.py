@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..beton import beton_path, index_path
 from ..errors import FastloadError, UsageError
 from ..files import atomic_path, write_json
 
@@ -46,10 +47,10 @@ class Compiled:
     splits: tuple        # of train, val, test present
 
     def beton(self, split: str) -> Path:
-        return self.folder / f"{split}.beton"
+        return beton_path(self.folder, split)
 
     def index(self, split: str) -> Path:
-        return self.folder / f"{split}_index.npz"
+        return index_path(self.folder, split)
 
 
 def read_compiled(folder) -> Compiled:

@@ -38,7 +38,7 @@ def file_fingerprint(path) -> str:
 def beton_identity(path) -> str:
     """A beton's identity: the fingerprint of the index its rows follow and the checksum of its header and tables
     (two compiles of one index at other settings differ in the latter)."""
-    from ..compile import beton_fingerprint, read_sidecar
+    from ..beton import beton_fingerprint, read_sidecar
     tables = read_sidecar(path).get("tables_sha256") or "unrecorded"
     return f"{beton_fingerprint(path)[:16]}/{tables[:16]}"
 

@@ -93,21 +93,23 @@ def write_jpeg(path, width, height, seed):
 def compile_jpegs(root, out, made: int, num_workers: int):
     """Compile the JPEGs with the default settings, unless a kept --workdir already holds that compile."""
     import json
+    from ..beton import COMPILE_FILE, beton_path
     from ..compile import CompileSettings, compile_imagenet
-    done = out / "compile.json"
+    done = out / COMPILE_FILE
     if not done.exists() or json.loads(done.read_text())["splits"].get("train") != made:
         started = time.time()
         compile_imagenet(root, out, CompileSettings(num_workers=num_workers), splits=("train",))
         seconds = time.time() - started
         print(f"compiled {made} JPEGs in {seconds:.1f} s ({made / seconds:.0f} images/s, default settings)")
-    return out / "train.beton"
+    return beton_path(out, "train")
 
 
 def fastload_loader(beton, batch_size: int, resolution: int, num_workers: int, seed: int):
     import numpy as np
+    from ..beton import index_beside
     from ..index import load_index
     from ..loader import make_loader
-    index = load_index(beton.with_name("train_index.npz"))
+    index = load_index(index_beside(beton))
     return make_loader(beton, np.arange(len(index)), np.arange(index.num_classes), batch_size,
                        resolution, train=True, num_workers=num_workers, seed=seed)
 

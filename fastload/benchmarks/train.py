@@ -49,7 +49,7 @@ def beton_labels(beton: str):
     import numpy as np
     from ffcv.reader import Reader
 
-    from ..compile import check_beton
+    from ..beton import check_beton
     check_beton(beton)
     reader = Reader(str(beton))
     labels = reader.metadata[f"f{reader.field_names.index('label')}"]

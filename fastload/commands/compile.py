@@ -149,7 +149,7 @@ def run_materialize(args):
 
 
 def run_verify(args):
-    from ..compile import verify_compile
+    from ..beton import verify_compile
     for line in verify_compile(args.out):
         print(line)
     return 0

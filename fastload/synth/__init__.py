@@ -4,7 +4,8 @@
   appearance following the WordNet tree (shape <- big ancestor, colours <- small ancestor, texture <- class).
 - `write_voc` (fastload.synth.voc): VOCdevkit/VOC2007 detection and VOC2012 action data.
 - `write_sun` (fastload.synth.sun): SUN397 folders and partition files.
-Each writes into a temporary folder next to OUT and renames it at the end; OUT must not exist or be empty.
+Each writes into a staging folder next to OUT and publishes it at the end in one rename (fastload.files.staged_folder,
+publish_folder); OUT must not exist or be empty.
 """
 from .imagenet import write_imagenet
 from .sun import write_sun

@@ -20,8 +20,6 @@ from 1), OUT/LOC_val_solution.csv (`ImageId,PredictionString`, the string `<wnid
 pixel box of the object), OUT/LOC_synset_mapping.txt (`<wnid> <names>` of the chosen classes, sorted) and
 OUT/synth.json (settings and each class's shape and colour group).
 """
-import os
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..files import write_json, write_text
+from ..files import publish_folder, staged_folder, write_json, write_text
 from .render import make_appearance, render_object_image
 
 SHAPE_GROUP_MAX = 80
@@ -183,23 +181,13 @@ def run_jobs(jobs: list, workers: int, desc: str) -> list:
     return results
 
 
-def prepare_output(out) -> Path:
-    """A fresh temporary folder next to OUT; OUT must not exist or be empty (never overwritten)."""
+def check_new_output(out) -> None:
+    """OUT must not exist or be empty: a synthetic dataset never overwrites one. Each writer then builds it in a
+    staging folder beside OUT (fastload.files.staged_folder) and publishes it in one rename, so an interrupted run
+    never leaves a partial dataset."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"output {out} already exists and is not empty: choose a new folder or remove it")
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish_output(tmp: Path, out) -> None:
-    """Rename the finished temporary folder to OUT, so an interrupted run never leaves a partial dataset."""
-    out = Path(out)
-    if out.is_dir():
-        out.rmdir()  # empty (checked in prepare_output)
-    os.replace(tmp, out)
 
 
 def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_class: int = 10, size="128",
@@ -221,8 +209,8 @@ def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_
         wnids = choose_classes(100 if classes is None else classes, seed, codes)
     names = dict(read_imagenet_classes())
     appearances = {w: codes.appearance(w) for w in wnids}
-    tmp = prepare_output(out)
-    try:
+    check_new_output(out)
+    with staged_folder(out) as tmp:  # removed if anything fails
         start = time.perf_counter()
         jobs = []
         for w in wnids:
@@ -244,10 +232,7 @@ def write_imagenet(out, classes: int = 100, train_per_class: int = 100, val_per_
                    "class_groups": {w: {"shape": codes.group(w, SHAPE_GROUP_MAX), "colour": codes.group(w, COLOUR_GROUP_MAX)}
                                     for w in wnids}}
         write_json(tmp / "synth.json", summary, indent=1)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_output(tmp, out)
+        publish_folder(tmp, out)
     summary["seconds"] = round(time.perf_counter() - start, 2)  # not in synth.json: the files stay reproducible
     return summary
 

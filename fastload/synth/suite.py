@@ -13,14 +13,14 @@ leave out. Class names are the real datasets' first names, so listings look like
 """
 import json
 import pickle
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError
-from .imagenet import parse_size, prepare_output, publish_output
+from ..files import publish_folder, staged_folder
+from .imagenet import check_new_output, parse_size
 from .render import draw_background, draw_object, finish_image, make_appearance, render_object_image
 
 JPEG_QUALITY = 90
@@ -321,12 +321,9 @@ def write_suite(name: str, out, classes: int = 4, train_per_class: int = 6, test
                          f"{classes * train_per_class})")
     counts = {s: {"train": train_per_class, "val": val_per_class, "test": test_per_class}[s] for s in SPLITS[name]}
     start = time.perf_counter()
-    tmp = prepare_output(out)
-    try:
+    check_new_output(out)
+    with staged_folder(out) as tmp:  # removed if anything fails
         WRITERS[name](tmp, ClassImages(name, width, height, seed), classes, counts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_output(tmp, out)
+        publish_folder(tmp, out)
     return {"dataset": name, "classes": classes, **{s: n * classes for s, n in counts.items()},
             "seconds": round(time.perf_counter() - start, 2)}

@@ -14,14 +14,14 @@ Training_0p.txt / Testing_0p.txt for p = 1..--partitions (lines like /a/abbey/su
 partition splits every category's train + test images afresh (seeded), as SUN397's ten partitions do.
 """
 import hashlib
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError
-from .imagenet import TreeCodes, parse_size, prepare_output, publish_output
+from ..files import publish_folder, staged_folder
+from .imagenet import TreeCodes, check_new_output, parse_size
 from .render import draw_background, draw_object, finish_image, hash_floats, hsv_to_rgb, muted_colour
 
 SUN_CATEGORIES = (
@@ -95,8 +95,8 @@ def write_sun(out, classes: int = 10, train_per_class: int = 10, test_per_class:
     start = time.perf_counter()
     categories = choose_categories(classes, seed)
     codes = TreeCodes()
-    tmp = prepare_output(out)
-    try:
+    check_new_output(out)
+    with staged_folder(out) as tmp:  # removed if anything fails
         files = {}
         for c, category in enumerate(categories):
             style = scene_style(category, codes.reference)
@@ -111,10 +111,7 @@ def write_sun(out, classes: int = 10, train_per_class: int = 10, test_per_class:
                 Image.fromarray(img).save(folder / name, "JPEG", quality=JPEG_QUALITY)
                 files[category].append(f"{category}/{name}")
         write_partitions(tmp / "Partitions", files, train_per_class, seed, partitions)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_output(tmp, out)
+        publish_folder(tmp, out)
     return {"classes": len(categories), "train": len(categories) * train_per_class,
             "test": len(categories) * test_per_class, "partitions": partitions,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -16,7 +16,6 @@ shape with the ImageNet dogs). Files follow the devkit exactly:
   against the person box (ridinghorse: a horse under it, phoning: a telephone at the head, ...).
 """
 import dataclasses
-import shutil
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .imagenet import TreeCodes, prepare_output, publish_output
+from ..files import publish_folder, staged_folder
+from .imagenet import TreeCodes, check_new_output
 from .render import draw_background, draw_object, finish_image
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -245,14 +245,11 @@ def write_voc(out, trainval: int = 24, test: int = 12, action_train: int = 16, a
     codes = TreeCodes()
     apps = category_appearances(codes)
     context_apps = {a: codes.appearance(codes.tree.wnid_of_name(s[0])) for a, s in ACTION_SCENES.items()}
-    tmp = prepare_output(out)
-    try:
+    check_new_output(out)
+    with staged_folder(out) as tmp:  # removed if anything fails
         summary = write_voc2007(tmp / "VOCdevkit" / "VOC2007", trainval, test, seed, apps)
         summary.update(write_voc2012_actions(tmp / "VOCdevkit" / "VOC2012", action_train, action_val, seed, apps,
                                              context_apps))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish_output(tmp, out)
+        publish_folder(tmp, out)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary

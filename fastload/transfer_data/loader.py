@@ -25,7 +25,7 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 from ffcv.transforms import ToTensor
 
-from ..compile import check_beton
+from ..beton import check_beton
 from ..errors import FastloadError, UsageError
 from ..loader import batch_key, copy_window, sample_seed
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FastloadError, UsageError
-from .labelsets import LabelSet, merge_into_ancestors, minimal_split, random_split
+from .label_tree import LabelSet, merge_into_ancestors, minimal_split, random_split
 
 SPEC_KEYS = ("name", "hierarchy", "keep", "remove", "depth", "climb", "min_classes_per_label",
              "max_classes_per_label", "balance", "split", "classes_per_label", "part", "seed", "fine",
@@ -273,7 +273,7 @@ def _limit_per_label(spec, wnids, labels) -> list:
 def builtin_specs(wnids=None, tree=None) -> dict:
     """Every built-in label set of fastload.labelsets over `wnids` (default ImageNet-1k), as a spec dict."""
     from .breeds import BREEDS_SETS, SPLIT_PARTS
-    from .labelsets import read_pascal_mapping
+    from .label_tree import read_pascal_mapping
     from .resources import imagenet_wnids
     from .wordnet import default_tree
     tree = tree or default_tree()

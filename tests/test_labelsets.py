@@ -7,8 +7,8 @@ import pytest
 
 from fastload.errors import UsageError
 from fastload.breeds import default_hierarchy, parse_breeds_name
-from fastload.labelsets import (LabelSet, build_label_sets, builtin_label_sets, get_label_set, minimal_split,
-                                read_pascal_mapping)
+from fastload.label_tree import LabelSet, minimal_split, read_pascal_mapping
+from fastload.labelsets import build_label_sets, builtin_label_sets, get_label_set
 from fastload.resources import imagenet_wnids
 from fastload.wordnet import default_tree
 

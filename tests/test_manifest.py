@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastload.errors import FastloadError, UsageError
-from fastload.labelsets import LabelSet
+from fastload.label_tree import LabelSet
 from fastload.manifest import (ManifestBuilder, Selection, build_manifest, class_labels, list_scales,
                                load_manifest, load_manifest_list, resolve_label_set, scale_selection)
 from fastload.manifest_reference import select_reference

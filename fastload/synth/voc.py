@@ -53,7 +53,7 @@ JPEG_QUALITY = 90
 
 def category_appearances(codes: TreeCodes) -> dict:
     """VOC category -> Appearance, from its WordNet synset."""
-    from ..labelsets import read_pascal_mapping
+    from ..label_tree import read_pascal_mapping
     mapping = read_pascal_mapping()
     out = {}
     for cls in VOC_CLASSES:

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..transfer import VOC_ACTIONS as ACTIONS
 from .imagenet import TreeCodes, prepare_output, publish_output
 from .render import draw_background, draw_object, finish_image
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
-           "takingphoto", "usingcomputer", "walking")
 # action -> (context object synset, its centre offset from the person centre and its radius, in person radii;
 #            the person's tilt in radians)
 ACTION_SCENES = {

@@ -524,7 +524,8 @@ def prepare_out(out: Path, resume: bool) -> bool:
 
 
 def start_run(cfg, inputs: dict, dist, out: Path, resume: bool):
-    """The run's TrainingState with its data, restored from OUT/last.pt when --resume finds one, and its metrics log opened."""
+    """The run's TrainingState with its data, restored from OUT/last.pt when --resume finds one, and its metrics
+    log opened."""
     found = prepare_out(out, resume)
     data = load_train_data(inputs["manifest"], inputs["beton"], inputs["val_beton"], inputs["val_index"])
     run = TrainingState(cfg, {k: str(v) for k, v in inputs.items()}, data, dist, out)

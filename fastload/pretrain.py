@@ -96,7 +96,7 @@ class TrainData:
     val_rows: np.ndarray
     label_lookup: np.ndarray
     label_wnids: list
-    manifest_recipe: dict
+    manifest_recipe: dict  # how the manifest was selected (fastload.manifest's record), not a training recipe
 
 
 def load_train_data(manifest_path, beton, val_beton, val_index) -> TrainData:
@@ -261,9 +261,10 @@ def restore_checkpoint(run, path: Path) -> dict:
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if missing:
         raise FastloadError(f"--resume: {path} is not a fastload pretrain checkpoint (no {', '.join(missing)})")
-    changed = sorted(k for k in run.cfg if k not in RESUMABLE_CHANGES and ckpt["recipe"].get(k) != run.cfg[k])
+    trained_cfg = ckpt["recipe"]  # the checkpoint key "recipe" holds the resolved settings, not the recipe's name
+    changed = sorted(k for k in run.cfg if k not in RESUMABLE_CHANGES and trained_cfg.get(k) != run.cfg[k])
     if changed:
-        diffs = ", ".join(f"{k}: {ckpt['recipe'].get(k)!r} -> {run.cfg[k]!r}" for k in changed)
+        diffs = ", ".join(f"{k}: {trained_cfg.get(k)!r} -> {run.cfg[k]!r}" for k in changed)
         raise UsageError(f"--resume: {path} was trained with other settings ({diffs}); use the same recipe")
     if list(ckpt["label_wnids"]) != list(run.data.label_wnids):
         raise UsageError(f"--resume: {path} was trained on another label set than this manifest")
@@ -339,8 +340,9 @@ class EpochProgress:
         return progress
 
 
-class Run:
-    """The state of one training run that train_one_epoch / evaluate / checkpoints share."""
+class TrainingState:
+    """The state of one training run that train_one_epoch / evaluate / checkpoints share (the `run` argument of
+    the functions here)."""
 
     def __init__(self, cfg, inputs, data, dist, out):
         self.cfg, self.inputs, self.data, self.dist, self.out = cfg, inputs, data, dist, out
@@ -500,7 +502,7 @@ def describe(val: dict) -> str:
     return ", ".join(f"{name} {val[key]:.4f}" for key, name in (("top1", "top-1"), ("top5", "top-5")) if key in val)
 
 
-def summarize(run, val: dict, recipe_name: str) -> dict:
+def training_summary(run, val: dict, recipe_name: str) -> dict:
     """summary.json: top1 (and top5 with >= 5 labels) as fractions, the settings, inputs and throughput."""
     return {"recipe": recipe_name, "config": dict(run.cfg), "manifest_recipe": run.data.manifest_recipe,
             "inputs": dict(run.inputs), "epochs": run.epoch, "wall_time_s": run.elapsed(),
@@ -522,10 +524,11 @@ def prepare_out(out: Path, resume: bool) -> bool:
 
 
 def start_run(cfg, inputs: dict, dist, out: Path, resume: bool):
-    """The Run with its data, restored from OUT/last.pt when --resume finds one, and its metrics log opened."""
+    """The run's TrainingState with its data, restored from OUT/last.pt when --resume finds one, and its metrics
+    log opened."""
     found = prepare_out(out, resume)
     data = load_train_data(inputs["manifest"], inputs["beton"], inputs["val_beton"], inputs["val_index"])
-    run = Run(cfg, {k: str(v) for k, v in inputs.items()}, data, dist, out)
+    run = TrainingState(cfg, {k: str(v) for k, v in inputs.items()}, data, dist, out)
     ckpt = restore_checkpoint(run, out / "last.pt") if found else None
     run.log = MetricsLog(out, dist.rank == 0, keep_lines=ckpt["metrics_lines"] if ckpt else 0,
                          resume_step=ckpt["global_step"] if ckpt else None)
@@ -537,32 +540,33 @@ def start_run(cfg, inputs: dict, dist, out: Path, resume: bool):
     return run
 
 
-def main(recipe: str, overrides, inputs: dict, resume: bool = False) -> dict:
-    """Train one run. `inputs`: manifest, beton, val_beton, val_index, out (paths). Returns the summary on rank 0
+def main(recipe_name: str, overrides, inputs: dict, resume: bool = False) -> dict:
+    """Train one run with the recipe `recipe_name` (train/NAME.yaml or a .yaml path) and its settings overridden by
+    `overrides`. `inputs`: manifest, beton, val_beton, val_index, out (paths). Returns the summary on rank 0
     (None on the other ranks). Rank 0 holds OUT's lock for the whole run: a second run into OUT is refused."""
-    cfg = apply_overrides(load_recipe(recipe), overrides)
+    cfg = apply_overrides(load_recipe(recipe_name), overrides)
     dist = fdist.init_distributed(cfg["device"])
     try:
         check_config(cfg, dist.world_size)
         out = Path(inputs["out"])
         with OutputLock(out, "fastload pretrain") if dist.rank == 0 else nullcontext():
             fdist.barrier()  # the other ranks start once rank 0 holds the folder
-            return train(cfg, recipe, inputs, dist, out, resume)
+            return train(cfg, recipe_name, inputs, dist, out, resume)
     finally:
         fdist.cleanup_distributed()
 
 
-def train(cfg, recipe: str, inputs: dict, dist, out: Path, resume: bool):
+def train(cfg, recipe_name: str, inputs: dict, dist, out: Path, resume: bool):
     run = start_run(cfg, inputs, dist, out, resume)
     if dist.rank == 0:
-        write_text(out / "config.yaml", yaml.safe_dump({"recipe": recipe, **cfg, "inputs": run.inputs,
+        write_text(out / "config.yaml", yaml.safe_dump({"recipe": recipe_name, **cfg, "inputs": run.inputs,
                                                         "world_size": dist.world_size,
                                                         "device": str(dist.device)}, sort_keys=False))
         print(f"pre-training {cfg['arch']} on {len(run.data.train_rows)} images, {len(run.data.label_wnids)} "
               f"labels, {len(run.data.val_rows)} val images; {dist.world_size} process(es) on {dist.device}, "
               f"{'float32' if run.amp_dtype is None else run.amp_dtype}", file=sys.stderr)
     val = fit(run)
-    summary = summarize(run, val, recipe)
+    summary = training_summary(run, val, recipe_name)
     if dist.rank == 0:
         write_json(out / "summary.json", summary)
     run.log.close()

@@ -5,6 +5,11 @@ files in train/ and the command line, and checked before anything is trained. No
 A recipe is one of RECIPES (train/NAME.yaml: AlexNet's `paper`, `fast`, `smoke`; ResNets after FFCV's ImageNet
 recipes `resnet18_16`, `resnet18_88`, `resnet50_16`, `resnet50_88`, and `smoke_resnet18`) or a path to a .yaml
 file; every key is one of SETTINGS (unknown keys are an error) and every setting can be overridden (`--lr 0.02` or `--set lr=0.02`).
+
+Words: `recipe_name` is what `--recipe` and a plan's `recipe` hold (a name in RECIPES or a .yaml path); `cfg` is the
+resolved settings dict (defaults, then the file, then the overrides) the trainer reads. The key "recipe" of a
+pre-training checkpoint holds that dict (a file format, so it keeps its name); a manifest's "recipe"
+(fastload.manifest) is how its images were selected, unrelated to these.
 """
 import math
 from dataclasses import dataclass
@@ -133,22 +138,22 @@ def in_range(setting: Setting, value) -> bool:
             and (setting.below is None or value < setting.below))
 
 
-def recipe_path(recipe: str) -> Path:
-    """A recipe name in train/ or a path to a YAML file."""
-    if recipe in RECIPES or not recipe.endswith((".yaml", ".yml")):
-        path = TRAIN_RECIPES_DIR / f"{recipe}.yaml"
+def recipe_path(recipe_name: str) -> Path:
+    """The file of a recipe name in train/ or of a path to a YAML file."""
+    if recipe_name in RECIPES or not recipe_name.endswith((".yaml", ".yml")):
+        path = TRAIN_RECIPES_DIR / f"{recipe_name}.yaml"
         if not path.is_file():
-            raise UsageError(f"unknown recipe '{recipe}': use one of {', '.join(RECIPES)} or a .yaml path")
+            raise UsageError(f"unknown recipe '{recipe_name}': use one of {', '.join(RECIPES)} or a .yaml path")
         return path
-    path = Path(recipe)
+    path = Path(recipe_name)
     if not path.is_file():
         raise UsageError(f"recipe file {path} does not exist")
     return path
 
 
-def load_recipe(recipe: str) -> dict:
-    """The recipe's settings, every key declared and typed; missing keys take their defaults."""
-    path = recipe_path(recipe)
+def load_recipe(recipe_name: str) -> dict:
+    """The recipe's settings (a cfg), every key declared and typed; missing keys take their defaults."""
+    path = recipe_path(recipe_name)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:  # one line: where, and what (a Python tag is refused here: nothing is executed)

@@ -37,7 +37,8 @@ INPUTS_FILE = "inputs.json"
 EVAL_DIR = "eval"
 SUMMARY_FILE = "summary.json"
 # The PASCAL VOC 2012 actions, in the devkit's order: the 10 that VOCevalaction.m scores, then 'other' (no scored
-# action), R*CNN's 11th softmax class. Here, outside fastload.mmdet, so that `fastload synth voc` needs no mmdet.
+# action), R*CNN's 11th softmax class. Their one home, outside fastload.mmdet, so that `fastload synth voc` (which
+# draws them) needs no mmdet; fastload.mmdet.action reads them.
 VOC_ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
                "takingphoto", "usingcomputer", "walking")
 OTHER_ACTION = "other"
@@ -425,8 +426,9 @@ def primary_metric(cfg, metrics: dict) -> str:
     return name
 
 
-def summarise(results: list, config, checkpoint) -> dict:
-    """Mean and sample standard deviation (n-1; 0 for a single run) of the main metric over seeds."""
+def seed_summary(results: list, config, checkpoint) -> dict:
+    """WORK_DIR/summary.json: the main metric of each seed's run, its mean and sample standard deviation (n-1; 0
+    for a single run)."""
     values = [r["value"] for r in results]
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
@@ -552,7 +554,7 @@ def _transfer_seeds(config, checkpoint, work_dir: Path, cfg_options, seeds, laun
             write_json(seed_dir / RESULT_FILE, result)
         results.append(result)
         print(f"seed {seed}: {metric} = {metrics[metric]:.4f}")
-    summary = summarise(results, config, checkpoint)
+    summary = seed_summary(results, config, checkpoint)
     if is_first_process():
         work_dir.mkdir(parents=True, exist_ok=True)
         write_json(work_dir / SUMMARY_FILE, summary)

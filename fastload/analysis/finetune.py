@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UsageError
 from ..files import write_json
-from .probe import DEFAULT_HOLDOUT, HOLDOUT_FRACTION, Compiled, holdout, read_compiled, score, summarise
+from .probe import DEFAULT_HOLDOUT, HOLDOUT_FRACTION, Compiled, holdout, read_compiled, score, seed_statistics
 
 PAPER_STEPS = 19531
 PAPER_BATCH = 256
@@ -177,7 +177,7 @@ def run_finetune(checkpoint, beton_dir, out, seeds=(0, 1, 2), steps: int = PAPER
     test = Evaluator(compiled, "test", np.arange(len(labels_of(compiled, "test"))), resolution, device, num_workers)
     runs = [finetune_seed(checkpoint, compiled, s, steps, batch_size, lr, wd, search, resolution, device,
                           num_workers, test, log) for s in seeds]
-    summary = {"kind": "finetune", "dataset": compiled.layout, "metric": compiled.metric, **summarise(runs),
+    summary = {"kind": "finetune", "dataset": compiled.layout, "metric": compiled.metric, **seed_statistics(runs),
                "runs": runs, "checkpoint": str(checkpoint), "beton_dir": str(compiled.folder),
                "settings": {"steps": steps, "batch_size": batch_size, "lr": lr, "wd": wd, "search": search,
                             "momentum": MOMENTUM, "nesterov": True, "schedule": "cosine", "resolution": resolution},

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..files import write_json
 from . import features as F
 from .knn import DEFAULT_CHUNK_ROWS, knn_search, topk_accuracy
 from .provenance import OutputFileLock, inputs_of, reuse_json
@@ -132,16 +133,10 @@ def induction(checkpoint, labelset: str, beton_dir, *, baseline=None, classes: s
                     result[name] = score_checkpoint(path, betons, indexes, rows, ex, layer, features_dir,
                                                     chunk_rows, name, inputs["checkpoints"][name])
             result["inputs"] = inputs
-            write_json(result, out)
-        else:
-            result["written_to"] = str(out)
+            write_json(out, result, indent=1)
+        result["written_to"] = str(out)  # for the caller and the printout; not part of the file
     print_result(result)
     return result
-
-
-def write_json(result: dict, path) -> None:
-    from ..files import write_json as write_json_file
-    result["written_to"] = str(write_json_file(path, result, indent=1))
 
 
 def print_result(result: dict) -> None:

@@ -274,7 +274,8 @@ def probe_seed(features: dict, compiled: Compiled, seed: int, grid, device) -> d
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def summarise(runs: list) -> dict:
+def seed_statistics(runs: list) -> dict:
+    """Mean, sample standard deviation (n-1; 0 for a single seed) and count of the runs' `value`s."""
     values = np.array([r["value"] for r in runs])
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
             "n": len(values)}
@@ -294,7 +295,7 @@ def run_probe(checkpoint, beton_dir, out, seeds=(0, 1, 2), grid=PAPER_L2_GRID, l
     info = features.pop(None)
     device = extraction.device   # the classifier runs where the features were computed (--device)
     runs = [probe_seed(features, compiled, s, grid, device) for s in seeds]
-    summary = {"kind": "probe", "dataset": compiled.layout, "metric": compiled.metric, **summarise(runs),
+    summary = {"kind": "probe", "dataset": compiled.layout, "metric": compiled.metric, **seed_statistics(runs),
                "runs": runs, "checkpoint": str(checkpoint), "beton_dir": str(compiled.folder), "features": info,
                "l2_grid": [min(grid), max(grid), len(grid)], "device": str(device),
                "seconds": round(time.perf_counter() - started, 2)}

@@ -24,13 +24,12 @@ import numpy as np
 
 from ..errors import UsageError
 from ..files import publish_folder, staged_folder
+from ..transfer import OTHER_ACTION, VOC_ACTIONS
 from .imagenet import TreeCodes, check_new_output
 from .render import draw_background, draw_object, finish_image
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
-           "takingphoto", "usingcomputer", "walking")
 # action -> (context object synset, its centre offset from the person centre and its radius, in person radii;
 #            the person's tilt in radians)
 ACTION_SCENES = {
@@ -152,7 +151,7 @@ def annotation_xml(folder: str, filename: str, width: int, height: int, objects:
         ET.SubElement(node, "difficult").text = str(obj["difficult"])
         if "action" in obj:
             acts = ET.SubElement(node, "actions")
-            for action in ACTIONS + ("other",):
+            for action in VOC_ACTIONS + (OTHER_ACTION,):
                 ET.SubElement(acts, action).text = "1" if action == obj["action"] else "0"
         box = ET.SubElement(node, "bndbox")
         for key, value in zip(("xmin", "ymin", "xmax", "ymax"), obj["box"]):
@@ -214,7 +213,7 @@ def write_voc2012_actions(year_dir: Path, train: int, val: int, seed: int, apps:
     persons_of = {}
     number = 1
     for split_no, (split, count) in enumerate((("train", train), ("val", val))):
-        actions = label_stream(ACTIONS, np.random.default_rng([seed, 2012, 0, split_no]))
+        actions = label_stream(VOC_ACTIONS, np.random.default_rng([seed, 2012, 0, split_no]))
         for _ in range(count):
             image_id = f"2012_{number:06d}"
             img, persons = render_action_image(np.random.default_rng([seed, 2012, number]), actions, apps,
@@ -227,7 +226,7 @@ def write_voc2012_actions(year_dir: Path, train: int, val: int, seed: int, apps:
     action_dir = year_dir / "ImageSets" / "Action"
     for split, ids in splits.items():
         write_lines(action_dir / f"{split}.txt", ids)
-        for action in ACTIONS:
+        for action in VOC_ACTIONS:
             write_lines(action_dir / f"{action}_{split}.txt",
                         [f"{i} {k} {1 if p['action'] == action else -1:2d}"
                          for i in ids for k, p in enumerate(persons_of[i], 1)])

@@ -36,12 +36,6 @@ INPUTS_FILE = "inputs.json"
 # `--eval-only`: WORK_DIR/eval/ (mmengine's logs) and WORK_DIR/eval/result.json
 EVAL_DIR = "eval"
 SUMMARY_FILE = "summary.json"
-# The PASCAL VOC 2012 actions, in the devkit's order: the 10 that VOCevalaction.m scores, then 'other' (no scored
-# action), R*CNN's 11th softmax class. Their one home, outside fastload.mmdet, so that `fastload synth voc` (which
-# draws them) needs no mmdet; fastload.mmdet.action reads them.
-VOC_ACTIONS = ("jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse", "running",
-               "takingphoto", "usingcomputer", "walking")
-OTHER_ACTION = "other"
 # What `data_root` must be for each dataset type of the shipped configs: (task, what the folder holds);
 # `fastload transfer --help` prints this too
 DATA_ROOT_CONTENTS = {

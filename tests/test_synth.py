@@ -16,7 +16,8 @@ from fastload.synth import imagenet as synth_imagenet
 from fastload.synth.imagenet import TreeCodes, choose_classes, parse_size, write_imagenet
 from fastload.synth.render import draw_object, make_appearance
 from fastload.synth.sun import SUN_CATEGORIES, write_sun
-from fastload.synth.voc import ACTIONS, VOC_CLASSES, write_voc
+from fastload.synth.voc import write_voc
+from fastload.voc import VOC_ACTIONS, VOC_CLASSES
 from fastload.wordnet import default_tree
 
 
@@ -254,16 +255,16 @@ def test_voc2012_actions_layout(small_voc):
         assert (root / "JPEGImages" / filename).is_file() and 1 <= len(objects) <= 2
         for k, o in enumerate(objects, 1):
             assert o["name"] == "person"
-            assert set(o["actions"]) == set(ACTIONS) | {"other"} and o["actions"]["other"] == 0
-            assert sum(o["actions"][a] for a in ACTIONS) == 1
+            assert set(o["actions"]) == set(VOC_ACTIONS) | {"other"} and o["actions"]["other"] == 0
+            assert sum(o["actions"][a] for a in VOC_ACTIONS) == 1
             x0, y0, x1, y1 = o["box"]
             assert 1 <= x0 < x1 <= w and 1 <= y0 < y1 <= h
-            persons[(image_id, k)] = next(a for a in ACTIONS if o["actions"][a])
+            persons[(image_id, k)] = next(a for a in VOC_ACTIONS if o["actions"][a])
     for split, ids in (("train", train), ("val", val)):
         in_split = [persons[key] for key in persons if key[0] in ids]
         # actions come in seeded rounds of all ten: no repeat before every action has appeared
-        assert len(set(in_split)) == min(len(in_split), len(ACTIONS))
-        for action in ACTIONS:
+        assert len(set(in_split)) == min(len(in_split), len(VOC_ACTIONS))
+        for action in VOC_ACTIONS:
             lines = [line.split() for line in (action_dir / f"{action}_{split}.txt").read_text().splitlines()]
             assert [(i, int(k)) for i, k, _ in lines] == [key for key in persons if key[0] in ids]
             for image_id, k, label in lines:

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import FastloadError, UsageError
 from ..models.archs import ALEXNETS, RESNETS
 from ..models.resnet import build_resnet
-from ..transfer import OTHER_ACTION, VOC_ACTIONS
+from ..voc import OTHER_ACTION, VOC_ACTIONS
 from .backbone import _require_checkpoint, fc6_fc7, load_pretrained_layers
 from .resnet import load_resnet_weights
 from .voc import check_image, parse_xml, read_box, read_image_list, read_size, report_problems

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..files import publish_folder, staged_folder
+from ..voc import VOC_CLASSES
 from .imagenet import check_new_output, parse_size
 from .render import draw_background, draw_object, finish_image, make_appearance, render_object_image
 
@@ -47,8 +48,6 @@ NAMES = {
                  "American Coot", "American Crow"),
     "flowers102": tuple(f"flower_{k:03d}" for k in range(1, 11)),
 }
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 SUITE = ("food101", "cifar10", "cifar100", "birdsnap", "sun397", "cars", "aircraft", "voc07", "dtd", "pets",
          "caltech101", "flowers102")
 

@@ -24,12 +24,10 @@ import numpy as np
 
 from ..errors import UsageError
 from ..files import publish_folder, staged_folder
-from ..transfer import OTHER_ACTION, VOC_ACTIONS
+from ..voc import OTHER_ACTION, VOC_ACTIONS, VOC_CLASSES
 from .imagenet import TreeCodes, check_new_output
 from .render import draw_background, draw_object, finish_image
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 # action -> (context object synset, its centre offset from the person centre and its radius, in person radii;
 #            the person's tilt in radians)
 ACTION_SCENES = {

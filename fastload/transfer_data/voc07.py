@@ -8,11 +8,10 @@ per class; a label here has no third state, so that rule is not applied. Splits 
 from pathlib import Path
 
 from ..errors import DataError, UsageError
+from ..voc import VOC_CLASSES
 from .layout import Layout, Listing, Sample
 from .text import check_images_exist, line_error, need_file, numbered_lines
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 NEEDS = "JPEGImages/<id>.jpg and ImageSets/Main/<class>_{train,val,test}.txt for the 20 classes (VOCdevkit/VOC2007)"
 FLAGS = {"1": True, "-1": False}
 

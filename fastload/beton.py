@@ -72,6 +72,14 @@ def split_file_names(split: str) -> set:
     return {beton_name(split), sidecar_name(split), index_name(split)}
 
 
+def read_classes(folder) -> tuple:
+    """The class names of a compile folder (classes.txt, label order)."""
+    path = Path(folder) / CLASSES_FILE
+    if not path.is_file():
+        raise FastloadError(f"{path} does not exist: {folder} is not a `fastload compile` folder")
+    return tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line)
+
+
 # ---------------------------------------------------------------------------------------------- the sidecar
 
 def read_sidecar(beton) -> dict:

@@ -37,6 +37,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .beton import COMPILE_FILE, beton_name, index_name
 from .errors import FastloadError, UsageError
 from .files import check_plain_name, read_yaml, write_json
 from .manifest import MAX_SEED, Selection, load_manifest_list
@@ -116,16 +117,17 @@ REPORT_SECTIONS = {"induction": "Figure 4 (induction accuracy per label set)",
 # "fastload" at the front of a command runs this Python's fastload CLI, "python" this Python.
 KINDS = {
     "synth": Kind(("fastload", "synth", "{dataset}", "{out}", "{args*}"), fresh_out=True),
-    "compile": Kind(("fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"), result="compile.json"),
+    "compile": Kind(("fastload", "compile", "imagenet", "{root}", "{out}", "{args*}"), result=COMPILE_FILE),
     # a transfer dataset compiled once (a plan's `data: {KEY: {compile: {layout, args}}}`), read by evaluations
     # whose data_root is "{compiled}"
     "compile_cls": Kind(("fastload", "compile", "cls", "{layout}", "{root}", "{out}", "{args*}"),
-                        result="compile.json"),
+                        result=COMPILE_FILE),
     # a manifest named in the plan's manifest list (datasets/paper_manifests.yaml), or an inline selection
-    "manifest": Kind(("fastload", "subset", "--index", "{compiled}/train_index.npz", "{manifest_args*}")),
+    "manifest": Kind(("fastload", "subset", "--index", f"{{compiled}}/{index_name('train')}", "{manifest_args*}")),
     "pretrain": Kind(("fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
-                      "--beton", "{compiled}/train.beton", "--val-beton", "{compiled}/val.beton",
-                      "--val-index", "{compiled}/val_index.npz", "--out", "{out}", "{resume*}", "{args*}"),
+                      "--beton", f"{{compiled}}/{beton_name('train')}",
+                      "--val-beton", f"{{compiled}}/{beton_name('val')}",
+                      "--val-index", f"{{compiled}}/{index_name('val')}", "--out", "{out}", "{resume*}", "{args*}"),
                      result="summary.json", metric="top1", distributed=True, price="images", trains=True),
     "transfer": Kind(("fastload", "transfer", "{config}", "--checkpoint", "{checkpoint}", "--work-dir", "{out}",
                       "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"),

@@ -6,7 +6,8 @@ import pytest
 from fastload.ffcv_writer import StoredImages
 from fastload.compile_cls import ClsSettings, compile_cls
 from fastload.errors import FastloadError
-from fastload.transfer_data.loader import cls_loader, read_classes
+from fastload.beton import read_classes
+from fastload.transfer_data.loader import cls_loader
 from fastload.transfer_data.sun397 import read_sun397
 
 SIDE, CROP = 32, 24

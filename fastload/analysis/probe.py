@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..beton import beton_path, index_path
+from ..beton import beton_path, index_path, read_classes
 from ..errors import FastloadError, UsageError
 from ..files import atomic_path, write_json
 
@@ -58,7 +58,7 @@ def read_compiled(folder) -> Compiled:
     from ..compile_cls import read_compile_info
     folder = Path(folder)
     info = read_compile_info(folder)
-    classes = tuple((folder / "classes.txt").read_text(encoding="utf-8").splitlines())
+    classes = read_classes(folder)
     splits = tuple(s for s in ("train", "val", "test") if s in info.get("splits", {}))
     for split in ("train", "test"):
         if split not in splits:

@@ -40,7 +40,7 @@ def synthetic_beton(folder, images: int, size: int, classes: int) -> str:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
     compile_imagenet(root, Path(folder) / "c", CompileSettings(write_mode="raw", square=size),
                      splits=("train",))
-    return str(Path(folder) / "c" / "train.beton")
+    return str(beton_path(Path(folder) / "c", "train"))
 
 
 def beton_labels(beton: str):

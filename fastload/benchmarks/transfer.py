@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..beton import beton_path
 from ..errors import UsageError
 from ..resources import TRANSFER_CONFIGS_DIR
 
@@ -106,7 +107,7 @@ def prepare_data(work: Path, sun_images: int, sun_size: str, voc_images: int, se
     if not sun.exists():
         per_class = -(-sun_images // classes)
         write_sun(sun, classes=classes, train_per_class=per_class, test_per_class=2, size=sun_size, seed=seed)
-    if not (compiled / "train.beton").exists():
+    if not beton_path(compiled, "train").exists():
         compile_cls("sun397", sun, compiled, ClsSettings(num_workers=2))
     if not voc.exists():
         write_voc(voc, trainval=voc_images, test=4, action_train=voc_images, action_val=4, seed=seed)

@@ -29,15 +29,17 @@ def configure(p):
 def resolve_inputs(args) -> dict:
     from pathlib import Path
 
+    from ..beton import beton_path, index_path
     from ..errors import UsageError
     data = Path(args.data) if args.data else None
-    defaults = {"beton": "train.beton", "val_beton": "val.beton", "val_index": "val_index.npz"}
+    # the compiled folder's own files, by the one naming rule (fastload.beton)
+    defaults = {"beton": (beton_path, "train"), "val_beton": (beton_path, "val"), "val_index": (index_path, "val")}
     inputs = {"manifest": args.manifest, "out": args.out}
-    for key, filename in defaults.items():
+    for key, (path_in, split) in defaults.items():
         value = getattr(args, key)
         if value is None and data is None:
             raise UsageError(f"--{key.replace('_', '-')} is required (or give --data, a compiled folder)")
-        inputs[key] = value if value is not None else str(data / filename)
+        inputs[key] = value if value is not None else str(path_in(data, split))
     return inputs
 
 

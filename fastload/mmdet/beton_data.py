@@ -25,8 +25,9 @@ from mmengine.registry import FUNCTIONS
 from mmengine.structures import BaseDataElement
 from torch.utils.data import IterableDataset
 
+from ..beton import read_classes
 from ..errors import UsageError
-from ..transfer_data.loader import cls_loader, read_classes, split_beton
+from ..transfer_data.loader import cls_loader, split_beton
 
 
 @DATASETS.register_module()

@@ -25,7 +25,7 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 from ffcv.transforms import ToTensor
 
-from ..beton import check_beton
+from ..beton import BETON_SUFFIX, beton_path, check_beton, split_of
 from ..errors import FastloadError, UsageError
 from ..loader import batch_key, copy_window, sample_seed
 
@@ -92,21 +92,13 @@ class WindowDecoder(SimpleRGBImageDecoder):
 
 def split_beton(folder, split: str) -> Path:
     """FOLDER/{split}.beton of a `fastload compile cls` folder, checked (header, size, tables checksum)."""
-    path = Path(folder) / f"{split}.beton"
+    path = beton_path(folder, split)
     if not path.is_file():
-        have = sorted(p.stem for p in Path(folder).glob("*.beton")) if Path(folder).is_dir() else []
+        have = sorted(split_of(p) for p in Path(folder).glob(f"*{BETON_SUFFIX}")) if Path(folder).is_dir() else []
         raise FastloadError(f"{path} does not exist ({'splits there: ' + ', '.join(have) if have else 'no betons'}"
                             "; write it with `fastload compile cls LAYOUT ROOT OUT`)")
     check_beton(path)
     return path
-
-
-def read_classes(folder) -> tuple:
-    """The class names of a compile folder (classes.txt, label order)."""
-    path = Path(folder) / "classes.txt"
-    if not path.is_file():
-        raise FastloadError(f"{path} does not exist: {folder} is not a `fastload compile cls` folder")
-    return tuple(line for line in path.read_text().splitlines() if line)
 
 
 def usable_threads(requested: int) -> int:

@@ -120,6 +120,15 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
         load_checkpoint_model(tmp_path / "bad.pt")
 
 
+def test_checkpoints_record_the_run_s_inputs_under_inputs_and_older_ones_under_args_still_read(tmp_path):
+    m = build_model("alexnet_tv", 3)
+    for key in ("inputs", "args"):  # 'args': checkpoints written before the key was named 'inputs'
+        path = tmp_path / f"{key}.pt"
+        torch.save({"model": m.state_dict(), "arch": "alexnet_tv", "num_classes": 3, key: {"seed": 3}}, path)
+        _, meta = load_checkpoint_model(path)
+        assert meta["inputs"] == {"seed": 3} and "args" not in meta
+
+
 def test_damaged_or_foreign_checkpoints_are_one_line_naming_the_file(tmp_path):
     import os
     path = tmp_path / "last.pt"

@@ -210,6 +210,7 @@ def test_both_models_and_recipes_train_a_step(monkeypatch, tmp_path, recipe, arc
     assert summary["epochs"] == 1 and summary["num_labels"] == 4 and summary["val_images"] == 8
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["arch"] == arch and ckpt["epoch"] == 1 and ckpt["global_step"] == 1
+    assert ckpt["inputs"] == dict(inputs(tmp_path / "run")) and "args" not in ckpt  # the run's own inputs
     assert ckpt["recipe"]["label_smoothing"] == (0.1 if recipe == "fast" else 0.0)
     assert {loader.crop for loader in made} == {"caffe" if recipe == "paper" else "rrc"}  # recipe key reaches loader
     assert math.isfinite(json.loads((tmp_path / "run" / "summary.json").read_text())["history"][0]["loss"])

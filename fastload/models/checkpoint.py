@@ -33,6 +33,14 @@ def load_checkpoint(path) -> dict:
     missing = [k for k in ("model", "arch", "num_classes") if k not in ckpt]
     if missing:
         raise FastloadError(f"{path} is not a fastload checkpoint: missing {', '.join(missing)}")
+    return with_inputs_key(ckpt)
+
+
+def with_inputs_key(ckpt: dict) -> dict:
+    """The checkpoint with the run's command-line inputs under 'inputs': checkpoints written before that key was
+    named so hold them under 'args', read here so that they keep working everywhere."""
+    if "inputs" not in ckpt and "args" in ckpt:
+        ckpt["inputs"] = ckpt.pop("args")
     return ckpt
 
 
@@ -53,13 +61,6 @@ def checkpoint_blurpool(meta: dict) -> bool:
     """Whether the run that wrote the checkpoint trained with BlurPool (its recipe's `blurpool`; absent: no)."""
     recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
     return bool(recipe.get("blurpool"))
-
-
-def checkpoint_inputs(meta: dict) -> dict:
-    """The run's command-line inputs: key 'inputs'; checkpoints written before it was named so hold them under
-    'args' (still read, so that those checkpoints keep working)."""
-    inputs = meta.get("inputs", meta.get("args"))
-    return dict(inputs) if isinstance(inputs, dict) else {}
 
 
 def load_checkpoint_model(path):

@@ -1,7 +1,8 @@
 """Pre-trained AlexNet pieces for MMDetection: the conv1..conv5 trunk, the fc6/fc7 box head, a CPU-capable RoI pool.
 
 Both AlexNets (family 'alexnet' in `fastload.models.networks`) are supported. Their layers are named differently
-in a fastload checkpoint's state dict; `CHECKPOINT_KEYS` maps the canonical names used here (conv1..conv5, fc6, fc7) to them:
+in a fastload checkpoint's state dict; `CHECKPOINT_KEYS` maps the canonical names used here (conv1..conv5, fc6,
+fc7) to them:
 
     layer   alexnet_caffe   alexnet_tv (torchvision)
     conv1   conv1           features.0

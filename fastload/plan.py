@@ -41,7 +41,7 @@ from .beton import COMPILE_FILE, beton_name, index_name
 from .errors import FastloadError, UsageError
 from .files import check_plain_name, read_yaml, write_json
 from .manifest import MAX_SEED, Selection, load_manifest_list
-from .models.archs import ALEXNETS
+from .models.networks import NETWORKS, archs_of
 from .resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 BUILTIN_PLANS = {"paper": "paper_plan.yaml", "demo": "demo_plan.yaml"}
@@ -171,36 +171,13 @@ KINDS = {
 EVAL_KINDS = sorted(k for k, kind in KINDS.items() if kind.evaluation)
 
 
-@dataclass(frozen=True)
-class ArchVariant:
-    """A plan's study with another network than the AlexNet its recipes train: declared once here, applied to the
-    plan's own entries by `with_arch` (no second copy of a plan)."""
-    label: str          # the network's name in the report ("ResNet-50")
-    recipe: str         # the pre-training recipe (train/NAME.yaml) of every run
-    gpus: int           # GPUs of each pre-training run: the setup the recipe's batch and lr come from
-    configs: dict       # transfer config of the AlexNet plan -> this network's counterpart (both in transfer/)
-
-
-# The paper's plan (and any plan whose runs train an AlexNet recipe) with a ResNet. The recipes are
-# FFCV's 16-epoch ones (libffcv/ffcv-imagenet rn50_configs/rn50_16_epochs.yaml: 8 GPUs x 512; rn18_configs/
-# rn18_16_epochs.yaml: 1 GPU x 1024); the transfer configs are the ResNet files in transfer/ (one per AlexNet config).
-# Induction, coarse/fine and ImageNet-CLS need no entry: they read the network from the checkpoint and take its
-# feature layer from fastload.analysis.features.FEATURE_LAYERS and its crop from the recipe's val_res.
-ARCH_VARIANTS = {
-    "resnet50": ArchVariant("ResNet-50", "resnet50_16", 8, {
-        "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r50_fpn_1x_voc07.py",
-        "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r50-c4_70k_voc12-action.py",
-        "alexnet-caffe_50k_sun397.py": "resnet50_50k_sun397.py",
-        "alexnet-caffe_50k_sun397-beton.py": "resnet50_50k_sun397-beton.py"}),
-    "resnet18": ArchVariant("ResNet-18", "resnet18_16", 1, {
-        "faster-rcnn_alexnet-caffe_70k_voc07.py": "faster-rcnn_r18_fpn_1x_voc07.py",
-        "rstarcnn_alexnet-caffe_70k_voc12-action.py": "rstarcnn_r18-c4_70k_voc12-action.py",
-        "alexnet-caffe_50k_sun397.py": "resnet18_50k_sun397.py",
-        "alexnet-caffe_50k_sun397-beton.py": "resnet18_50k_sun397-beton.py"}),
-}
+# The networks a plan (any plan whose runs train an AlexNet recipe) can be run with in place of its AlexNet: those
+# whose record has a plan variant (fastload.models.networks.NETWORKS: recipe, GPUs, transfer config counterparts),
+# listed (`--arch` choices) from the largest pre-training setup down: ResNet-50 on 8 GPUs, then ResNet-18 on 1
+ARCH_VARIANTS = {net.name: net for net in sorted((net for net in NETWORKS.values() if net.plan is not None),
+                                                 key=lambda net: -net.plan.gpus)}
 # how the report names the network a recipe trains (its `arch`)
-ARCH_LABELS = {"alexnet_caffe": "AlexNet", "alexnet_tv": "AlexNet (torchvision)",
-               **{arch: v.label for arch, v in ARCH_VARIANTS.items()}}
+ARCH_LABELS = {name: net.label for name, net in NETWORKS.items()}
 # arguments that name a network's own parts: a plan written for AlexNet that sets them cannot be mapped
 ARCH_SPECIFIC_ARGS = {"pretrain": ("--arch", "--init", "--dropout", "--blurpool"), "analysis": ("--layer",)}
 
@@ -345,12 +322,12 @@ def with_arch(plan: Plan, arch: str = None) -> Plan:
     if arch not in ARCH_VARIANTS:
         raise UsageError(f"--arch {arch!r}: not a network the plans can be run with (allowed: "
                          f"{', '.join(ARCH_VARIANTS)}; without --arch: the plan's own recipes, AlexNet)")
-    variant = ARCH_VARIANTS[arch]
+    variant, label = ARCH_VARIANTS[arch].plan, ARCH_VARIANTS[arch].label
     for run in plan.runs:
         where = f"runs ({run.id})"
         _refuse_args(plan.path, f"{where}.pretrain_args", run.pretrain_args, ARCH_SPECIFIC_ARGS["pretrain"], arch)
         trained = recipe_arch(run.recipe, strict=True, where=f"plan {plan.path}: {where}")
-        if trained not in ALEXNETS:
+        if trained not in archs_of("alexnet"):
             _fail(plan.path, where, f"--arch {arch}: its recipe {run.recipe!r} trains {trained}, not AlexNet: "
                                     "--arch maps a plan written for AlexNet")
     evaluations = {}
@@ -358,24 +335,24 @@ def with_arch(plan: Plan, arch: str = None) -> Plan:
         where = f"evaluations.{name}"
         if ev.kind == "transfer":
             if ev.config not in variant.configs:
-                _fail(plan.path, f"{where}.config", f"--arch {arch}: {ev.config!r} has no {variant.label} "
-                                                    f"counterpart in fastload.plan.ARCH_VARIANTS (mapped: "
+                _fail(plan.path, f"{where}.config", f"--arch {arch}: {ev.config!r} has no {label} "
+                                                    f"counterpart in fastload.models.networks.NETWORKS (mapped: "
                                                     f"{', '.join(variant.configs)})")
             mapped = TRANSFER_CONFIGS_DIR / variant.configs[ev.config]
             if not mapped.is_file():
-                raise FastloadError(f"--arch {arch}: transfer config {mapped} does not exist (the {variant.label} "
+                raise FastloadError(f"--arch {arch}: transfer config {mapped} does not exist (the {label} "
                                     f"counterpart of {ev.config}, evaluation {name} of plan {plan.path}; "
-                                    "fastload.plan.ARCH_VARIANTS)")
+                                    "fastload.models.networks.NETWORKS)")
             ev = replace(ev, config=variant.configs[ev.config])
         elif ev.kind != "shell":
             # the analyses take the network, its feature layer and its crop from the checkpoint
             _refuse_args(plan.path, f"{where}.args", ev.args, ARCH_SPECIFIC_ARGS["analysis"], arch)
         evaluations[name] = ev
     configs = sorted({ev.config for ev in evaluations.values() if ev.kind == "transfer"})
-    note = (f"Here with {variant.label} in place of AlexNet (`--arch {arch}`): every run pre-trains with "
+    note = (f"Here with {label} in place of AlexNet (`--arch {arch}`): every run pre-trains with "
             f"train/{variant.recipe}.yaml on {variant.gpus} GPU(s)"
             + (f"; transfers with {', '.join(configs)}" if configs else "")
-            + f"; the analyses read {variant.label}'s own feature layer. The paper's numbers are AlexNet's.")
+            + f"; the analyses read {label}'s own feature layer. The paper's numbers are AlexNet's.")
     return replace(plan, name=f"{plan.name}_{arch}", arch=arch, evaluations=evaluations,
                    description=f"{plan.description.strip()}\n{note}".strip(),
                    runs=[replace(r, recipe=variant.recipe, gpus=variant.gpus) for r in plan.runs])

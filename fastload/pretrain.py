@@ -1,4 +1,4 @@
-"""Pre-train AlexNet or a ResNet (fastload.models.archs) on one manifest: the same code on one CPU, one GPU, or many GPUs and nodes (torchrun/DDP).
+"""Pre-train AlexNet or a ResNet (fastload.models.networks) on one manifest: the same code on one CPU, one GPU, or many GPUs and nodes (torchrun/DDP).
 
 The settings are declared in fastload.recipe (flat YAML recipes in train/: `paper`, `fast`, `smoke`, or a path;
 every setting can be overridden on the command line). The schedule is counted in epochs of the manifest
@@ -49,7 +49,8 @@ from .beton import beton_fingerprint, check_beton
 from .index import load_fingerprint, load_index
 from .loader import device_random_resized_crop, make_loader, raw_loader
 from .manifest import check_source, load_manifest
-from .models.alexnet import build_model, load_checkpoint
+from .models.build import build_model
+from .models.checkpoint import load_checkpoint
 from .recipe import RESUMABLE_CHANGES, apply_overrides, check_config, load_recipe
 from .store import code_version
 
@@ -247,7 +248,7 @@ def checkpoint_state(run, epoch: int, step_in_epoch: int) -> dict:
     return {"model": run.bare.state_dict(), "arch": run.cfg["arch"], "num_classes": len(run.data.label_wnids),
             "label_wnids": list(run.data.label_wnids), "epoch": epoch, "step_in_epoch": step_in_epoch,
             "global_step": run.global_step, "optimizer": run.optimizer.state_dict(),
-            "scaler": run.scaler.state_dict(), "recipe": dict(run.cfg), "args": dict(run.inputs),
+            "scaler": run.scaler.state_dict(), "recipe": dict(run.cfg), "inputs": dict(run.inputs),
             "manifest_recipe": run.data.manifest_recipe, "history": list(run.history),
             "elapsed_s": run.elapsed(), "images_trained": run.images_trained, "train_time_s": run.train_time_s,
             "epoch_progress": run.progress.state() if step_in_epoch else EpochProgress().state(),

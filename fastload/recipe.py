@@ -19,7 +19,7 @@ import yaml
 
 from .errors import UsageError
 from .files import yaml_error_text, yaml_error_where
-from .models.archs import ARCHS, INITS, MIN_INPUT, arch_settings_problem
+from .models.networks import ARCHS, INITS, NETWORKS, settings_problem
 from .resources import TRAIN_RECIPES_DIR
 
 
@@ -183,10 +183,10 @@ def apply_overrides(cfg: dict, pairs) -> dict:
 def check_config(cfg: dict, world_size: int) -> None:
     """Reject combinations of settings that cannot train, before any data is read (single values are checked
     against their declaration when they are read)."""
+    min_input = NETWORKS[cfg["arch"]].min_input
     for name in ("min_res", "max_res", "val_res"):
-        if cfg[name] < MIN_INPUT[cfg["arch"]]:
-            raise UsageError(f"{name} must be >= {MIN_INPUT[cfg['arch']]} for {cfg['arch']} (its pools need it), "
-                             f"got {cfg[name]}")
+        if cfg[name] < min_input:
+            raise UsageError(f"{name} must be >= {min_input} for {cfg['arch']} (its pools need it), got {cfg[name]}")
     if cfg["batch_size"] % world_size:
         raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by the {world_size} processes")
     if cfg["min_res"] > cfg["max_res"] or cfg["start_ramp"] > cfg["end_ramp"]:
@@ -194,9 +194,7 @@ def check_config(cfg: dict, world_size: int) -> None:
     if cfg["crop"] == "caffe" and cfg["augment"] == "device":
         raise UsageError("crop 'caffe' is done by the CPU loader: use augment 'cpu' with it (augment 'device' draws "
                          "random-resized crops on the device)")
-    if cfg["init"] == "caffe" and cfg["arch"] != "alexnet_caffe":
-        raise UsageError("init 'caffe' is defined for arch 'alexnet_caffe' only; use 'kaiming' or 'default'")
-    problem = arch_settings_problem(cfg["arch"], cfg["init"], cfg["dropout"], cfg["blurpool"])
+    problem = settings_problem(cfg["arch"], cfg["init"], cfg["dropout"], cfg["blurpool"])
     if problem:
         raise UsageError(problem)
 

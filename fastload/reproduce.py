@@ -23,6 +23,7 @@ from .errors import FastloadError, UsageError
 from .files import OutputLock
 from .launchers import (LAUNCHERS, DevicePool, format_duration, run_local, run_slurm, simulate, step_class,
                         stop_on_sigterm)
+from .models.networks import NETWORKS
 from .plan import KINDS, STEPS_FILE, build_steps, load_plan, parse_data_roots, select_steps, write_steps
 from .store import ResultsStore
 
@@ -40,11 +41,6 @@ FPN_1X_VOC07_IMAGES = 3760 * 16   # transfer/_base_/schedules/sgd_1x_voc07.py: 3
 # "estimated". "pretrain" is a rate (images/s per GPU at `px` pixels, scaled by pixel count to the recipe's crop;
 # data-parallel GPUs add up); every other entry is the seconds one step takes on one GPU (or CPU slot). Transfer
 # entries are keyed by config file name.
-# FFCV's ResNet rates: its README's table (libffcv/ffcv-imagenet, "Configurations": rn50_16_epochs 14.9 minutes on
-# 8 x A100, rn18_16_epochs 35.0 minutes on 1 x A100, 16 epochs of ImageNet-1k each, evaluation included) as images/s
-# per GPU at 176 px, the side `pretrain_work` prices their 160 -> 192 px recipes at, so that the recipe as written
-# is priced at FFCV's own time. A100s, not this project's H200; not measured here.
-FFCV_EPOCH_IMAGES = 16 * IMAGENET_TRAIN_IMAGES
 # What a transfer costs: the images its schedule trains on at an assumed rate, not a measured one; one entry per
 # protocol, shared by the configs that run it (CONFIG_PROTOCOLS: each AlexNet variant and its ResNet counterparts)
 TRANSFER_ESTIMATES = {
@@ -86,24 +82,8 @@ CONFIG_PROTOCOLS = {
     "resnet18_50k_sun397-beton.py": "sun397_50k",
 }
 ESTIMATES = {
-    # keyed by the recipe's arch
-    "pretrain": {
-        "alexnet_caffe": {
-            "images_per_s": 41_600, "px": 224,
-            "source": "the H200 AlexNet train step alone (bf16, channels_last, batch 512): 41,600 img/s at 224 px, "
-                      "68,300 at 160 (a figure given to this project, not measured by it), scaled by pixels; the loader and fp32 (the "
-                      "paper recipe) are not in it: a lower bound"},
-        "resnet50": {
-            "images_per_s": FFCV_EPOCH_IMAGES / (14.9 * 60 * 8), "px": 176,
-            "source": "FFCV's README (libffcv/ffcv-imagenet): ResNet-50, 16 epochs in 14.9 min on 8 A100s = "
-                      f"{FFCV_EPOCH_IMAGES / (14.9 * 60 * 8):,.0f} img/s per A100 at its 160-192 px, scaled by "
-                      "pixels; an estimate (A100s, not measured here)"},
-        "resnet18": {
-            "images_per_s": FFCV_EPOCH_IMAGES / (35.0 * 60), "px": 176,
-            "source": "FFCV's README (libffcv/ffcv-imagenet): ResNet-18, 16 epochs in 35.0 min on 1 A100 = "
-                      f"{FFCV_EPOCH_IMAGES / (35.0 * 60):,.0f} img/s at its 160-192 px, scaled by pixels; an "
-                      "estimate (an A100, not measured here)"},
-    },
+    # keyed by the recipe's arch: each network's own estimate (fastload.models.networks; FFCV's for the ResNets)
+    "pretrain": {name: net.pretrain_estimate for name, net in NETWORKS.items() if net.pretrain_estimate},
     "compile": {"seconds": 3600, "source": "assumption, not measured: ImageNet's 1.33M JPEGs decoded, resized "
                                            "and written in about an hour on a 16-64 core node"},
     "compile_cls": {"seconds": 19_850 / (2 * 600), "source": "assumption: SUN397 partition 1 (19,850 images) "
@@ -266,7 +246,7 @@ def pixel_rate_of(arch, steps_by_id, store, bench_json) -> tuple:
         return max(candidates, key=lambda c: c[0])[:2]
     est = ESTIMATES["pretrain"].get(arch)
     if est is None:
-        return None, f"no estimate for pre-training {arch} (reproduce.ESTIMATES['pretrain'])"
+        return None, f"no estimate for pre-training {arch} (its record's pretrain_estimate, fastload.models.networks)"
     return est["images_per_s"] * est["px"] ** 2, "estimated: " + est["source"]
 
 

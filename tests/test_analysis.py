@@ -121,7 +121,7 @@ def test_sample_rows_caps_each_class():
 
 
 def test_collect_outputs_matches_a_direct_forward():
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     torch.manual_seed(0)
     model = build_model("alexnet_caffe", 5).eval()
     images = torch.randn(7, 3, 67, 67)
@@ -152,7 +152,7 @@ def test_frame_kinds_and_grid(tmp_path):
 # ---- ImageNet CLS: fc8 retraining ----------------------------------------------------------------------------
 
 def test_fc8_retraining_changes_only_fc8_and_learns():
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     torch.manual_seed(0)
     model = build_model("alexnet_caffe", 10, dropout=0.0)
     before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc8")}
@@ -183,7 +183,7 @@ def tiny_data(tmp_path_factory):
     """6 synthetic classes compiled to betons, and two random-weight checkpoints (a 'full' and a coarse one)."""
     from fastload.compile import CompileSettings, compile_imagenet
     from fastload.labelsets import resolve_label_set
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     from fastload.synth.imagenet import write_imagenet
     base = tmp_path_factory.mktemp("tiny")
     write_imagenet(base / "raw", 6, 5, 2, "48", 0, 1)
@@ -263,12 +263,13 @@ def test_imagenet_cls_on_betons(tiny_data):
 # ---- the feature layer per architecture (ResNets: the pooled features) ----------------------------------------
 
 def test_feature_layer_per_arch_from_one_table():
-    from fastload.analysis.features import FEATURE_LAYERS, feature_layer
+    from fastload.analysis.features import feature_layer
     from fastload.errors import FastloadError
-    from fastload.models.archs import ALEXNETS, ARCHS
-    assert all(feature_layer(arch) == "fc7" for arch in ALEXNETS)  # every AlexNet fastload builds: fc7, as the paper
-    assert set(FEATURE_LAYERS) >= set(ARCHS)  # every arch pretrain can build has a default feature layer
-    assert feature_layer("resnet18") == feature_layer("resnet50") == "flatten" == FEATURE_LAYERS["resnet50"]
+    from fastload.models.networks import NETWORKS, archs_of
+    assert all(feature_layer(arch) == "fc7" for arch in archs_of("alexnet"))  # every AlexNet: fc7, as the paper
+    # every arch pretrain can build has a default feature layer, its record's
+    assert all(feature_layer(arch) == net.feature_layer for arch, net in NETWORKS.items())
+    assert feature_layer("resnet18") == feature_layer("resnet50") == "flatten" == NETWORKS["resnet50"].feature_layer
     with pytest.raises(FastloadError, match="no feature layer is known for arch 'vgg16'"):
         feature_layer("vgg16")
 

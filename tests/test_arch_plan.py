@@ -28,10 +28,10 @@ def test_paper_plan_with_a_resnet(arch):
     alexnet, resnet = load_plan("paper"), load_plan("paper", arch)
     assert (resnet.name, resnet.arch, alexnet.arch) == (f"paper_{arch}", arch, None)
     assert variant.label in resnet.description and alexnet.description.strip() in resnet.description
-    assert load_recipe(variant.recipe)["arch"] == arch
+    assert load_recipe(variant.plan.recipe)["arch"] == arch
     old, new = steps_of(None), steps_of(arch)
     assert list(new) == list(old) and len(new) == 235   # the same steps, ids and dependencies
-    configs = {str(TRANSFER_CONFIGS_DIR / a): str(TRANSFER_CONFIGS_DIR / r) for a, r in variant.configs.items()}
+    configs = {str(TRANSFER_CONFIGS_DIR / a): str(TRANSFER_CONFIGS_DIR / r) for a, r in variant.plan.configs.items()}
     kinds = set()
     for sid, step in new.items():
         before = old[sid]
@@ -42,15 +42,15 @@ def test_paper_plan_with_a_resnet(arch):
             continue
         assert step.arch == arch and before.arch == "alexnet_caffe", sid   # what the store and report read
         if step.kind == "pretrain":
-            assert option(step.argv, "--recipe") == variant.recipe and step.recipe == variant.recipe
-            assert step.gpus == variant.gpus and before.gpus == 4
-            expected = [variant.recipe if t == "paper" else t for t in before.argv]
+            assert option(step.argv, "--recipe") == variant.plan.recipe and step.recipe == variant.plan.recipe
+            assert step.gpus == variant.plan.gpus and before.gpus == 4
+            expected = [variant.plan.recipe if t == "paper" else t for t in before.argv]
         elif step.kind == "transfer":
             assert step.argv[2] in configs.values(), sid
             expected = [configs.get(t, t) for t in before.argv]
         else:
             # induction / coarse-fine / ImageNet-CLS: the same arguments; no --layer or --resolution, so the
-            # checkpoint's network picks its feature layer (FEATURE_LAYERS: 'flatten') and its crop (val_res)
+            # checkpoint's network picks its feature layer (its record's: 'flatten') and its crop (val_res)
             assert step.kind in ANALYSES and "--layer" not in step.argv and "--resolution" not in step.argv
             assert option(step.argv, "--checkpoint") == f"/r/runs/{step.run}/last.pt"
             expected = before.argv
@@ -59,14 +59,14 @@ def test_paper_plan_with_a_resnet(arch):
     ind = new["induction/top_down_127"]
     assert option(ind.argv, "--baseline") == "/r/runs/full/last.pt" and option(ind.argv, "--labelset") == "top_down@127"
     assert option(new["coarse_fine/full"].argv, "--labelset") == "top_down@127"
-    for name in variant.configs.values():
+    for name in variant.plan.configs.values():
         assert (TRANSFER_CONFIGS_DIR / name).is_file(), name
 
 
 def test_the_analyses_read_the_resnet_s_own_features():
     features = pytest.importorskip("fastload.analysis.features")
     for arch, variant in ARCH_VARIANTS.items():
-        recipe = load_recipe(variant.recipe)
+        recipe = load_recipe(variant.plan.recipe)
         assert features.feature_layer(arch) == "flatten"   # the pooled features before fc
         assert features.default_resolution({"arch": arch, "recipe": recipe}) == recipe["val_res"] == 256
 
@@ -96,7 +96,7 @@ def test_unknown_arch_is_refused_naming_the_choices(tmp_path):
 def test_a_missing_mapped_config_is_named(tmp_path, monkeypatch):
     """The ResNet configs are other files: one that is not there stops the expansion, naming it."""
     for variant in ARCH_VARIANTS.values():
-        for name in variant.configs.values():
+        for name in variant.plan.configs.values():
             (tmp_path / name).write_text("# present\n")
     (tmp_path / "resnet50_50k_sun397-beton.py").unlink()
     monkeypatch.setattr(plan_module, "TRANSFER_CONFIGS_DIR", tmp_path)

@@ -142,7 +142,7 @@ def test_a_training_split_smaller_than_one_batch_is_an_error_not_an_endless_loop
 @pytest.mark.slow
 def test_beton_and_file_configs_agree_within_seed_noise(sun, tmp_path):
     """The same checkpoint fine-tuned for a few iterations through `fastload transfer`, 2 seeds per config."""
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     from fastload.transfer import transfer
     root, out = sun
     torch.manual_seed(0)

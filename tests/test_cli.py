@@ -11,7 +11,7 @@ def tiny_compiled(tmp_path_factory):
     """2 synthetic classes x 3 train + 1 val images, compiled; and a random-weight 'full' checkpoint."""
     from fastload.compile import CompileSettings, compile_imagenet
     from fastload.index import load_index
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     from fastload.synth.imagenet import write_imagenet
     base = tmp_path_factory.mktemp("cli")
     write_imagenet(base / "raw", 2, 3, 1, "32", 0, 1)

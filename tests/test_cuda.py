@@ -36,7 +36,7 @@ def transfer_data(tmp_path_factory):
     take: both AlexNets, and ResNet-18/50 with BlurPool, as train/resnet*.yaml pre-train them and the ResNet configs
     expect (fastload/mmdet/resnet.py refuses a checkpoint whose recipe's `blurpool` differs from the network's)."""
     pytest.importorskip("mmcv.ops")
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     from fastload.synth.sun import write_sun
     from fastload.synth.voc import write_voc
     root = tmp_path_factory.mktemp("transfer")

@@ -14,7 +14,7 @@ import torch
 mmdet = pytest.importorskip("mmdet")
 pytest.importorskip("mmcv.ops")
 
-from fastload.models.alexnet import build_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import fastload.mmdet  # noqa: E402,F401  (registrations)
 from fastload.errors import FastloadError  # noqa: E402
 from fastload.mmdet.action import ACTIONS, action_ap, candidate_regions, secondary_at_test, voc_ap  # noqa: E402
-from fastload.models.alexnet import build_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from fastload.transfer import (apply_config_variables, fingerprint_file, load_config, run_inputs,  # noqa: E402
                                set_checkpoint, transfer)

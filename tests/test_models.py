@@ -5,8 +5,10 @@ import torch.nn.functional as F
 
 from fastload.errors import FastloadError, UsageError
 from fastload.models import alexnet as A
-from fastload.models.alexnet import build_model, count_parameters, extract_features, load_checkpoint_model
-from fastload.models.archs import MIN_INPUT
+from fastload.models.alexnet import extract_features
+from fastload.models.build import build_model, count_parameters
+from fastload.models.checkpoint import load_checkpoint_model
+from fastload.models.networks import NETWORKS
 
 
 def bvlc_alexnet_parameter_count(num_classes):
@@ -64,7 +66,7 @@ def test_caffe_forward_matches_layer_by_layer_reference():
 def test_caffe_accepts_small_inputs_without_changing_parameters():
     m = build_model("alexnet_caffe", 5).eval()
     n = count_parameters(m)
-    for side in (MIN_INPUT["alexnet_caffe"], 64, 160, 192, 256):
+    for side in (NETWORKS["alexnet_caffe"].min_input, 64, 160, 192, 256):
         assert m(torch.randn(1, 3, side, side)).shape == (1, 5)
     assert count_parameters(m) == n
     # at the standard 13x13 conv5 output the adaptive pool picks the same windows as MaxPool2d(3, 2)
@@ -83,7 +85,7 @@ def test_tv_state_dict_loads_into_torchvision():
         assert torch.equal(ref(x), m(x))
         assert extract_features(m, x, "fc8").shape == (1, 20)
         assert torch.allclose(extract_features(m, x, "fc8"), m(x))
-    assert m(torch.randn(1, 3, MIN_INPUT["alexnet_tv"], MIN_INPUT["alexnet_tv"])).shape == (1, 20)
+    assert m(torch.randn(1, 3, NETWORKS["alexnet_tv"].min_input, NETWORKS["alexnet_tv"].min_input)).shape == (1, 20)
 
 
 def test_caffe_init_follows_bvlc():
@@ -116,6 +118,15 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     torch.save({"model": {}}, tmp_path / "bad.pt")
     with pytest.raises(FastloadError, match="arch"):
         load_checkpoint_model(tmp_path / "bad.pt")
+
+
+def test_checkpoints_record_the_run_s_inputs_under_inputs_and_older_ones_under_args_still_read(tmp_path):
+    m = build_model("alexnet_tv", 3)
+    for key in ("inputs", "args"):  # 'args': checkpoints written before the key was named 'inputs'
+        path = tmp_path / f"{key}.pt"
+        torch.save({"model": m.state_dict(), "arch": "alexnet_tv", "num_classes": 3, key: {"seed": 3}}, path)
+        _, meta = load_checkpoint_model(path)
+        assert meta["inputs"] == {"seed": 3} and "args" not in meta
 
 
 def test_damaged_or_foreign_checkpoints_are_one_line_naming_the_file(tmp_path):

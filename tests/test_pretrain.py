@@ -49,8 +49,8 @@ def test_recipe_schema_and_flags_load_without_torch():
             "print(sorted(m for m in ('torch', 'ffcv', 'numba') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
-    from fastload.models import alexnet
-    assert recipe.SETTINGS_BY_NAME["arch"].choices == alexnet.ARCHS
+    from fastload.models.networks import NETWORKS
+    assert recipe.SETTINGS_BY_NAME["arch"].choices == tuple(NETWORKS)
 
 
 @pytest.mark.parametrize("flag, value, allowed", [
@@ -210,6 +210,7 @@ def test_both_models_and_recipes_train_a_step(monkeypatch, tmp_path, recipe, arc
     assert summary["epochs"] == 1 and summary["num_labels"] == 4 and summary["val_images"] == 8
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["arch"] == arch and ckpt["epoch"] == 1 and ckpt["global_step"] == 1
+    assert ckpt["inputs"] == dict(inputs(tmp_path / "run")) and "args" not in ckpt  # the run's own inputs
     assert ckpt["recipe"]["label_smoothing"] == (0.1 if recipe == "fast" else 0.0)
     assert {loader.crop for loader in made} == {"caffe" if recipe == "paper" else "rrc"}  # recipe key reaches loader
     assert math.isfinite(json.loads((tmp_path / "run" / "summary.json").read_text())["history"][0]["loss"])
@@ -297,7 +298,8 @@ def test_zero_epochs_saves_and_evaluates_the_seeded_initial_weights(monkeypatch,
     over = [("epochs", "0"), ("batch_size", "4"), ("min_res", "64"), ("max_res", "64"), ("val_res", "64"),
             ("init", "kaiming"), ("seed", "3")]
     summary = pretrain.main("smoke", over, inputs(tmp_path / "random"))
-    from fastload.models.alexnet import build_model, load_checkpoint_model
+    from fastload.models.build import build_model
+    from fastload.models.checkpoint import load_checkpoint_model
     model, meta = load_checkpoint_model(tmp_path / "random" / "last.pt")
     torch.manual_seed(3)
     expected = build_model("alexnet_caffe", 4, init="kaiming", dropout=0.0).state_dict()
@@ -408,7 +410,7 @@ def test_cli_killed_run_resumes_to_bitwise_the_weights_of_an_uninterrupted_run(c
     assert summary["val_images"] == 24
     assert {"recipe", "manifest_recipe", "wall_time_s", "images_per_s", "images_trained", "code_version"} <= set(summary)
     assert "top5" not in summary and summary["images_trained"] == 3 * 64  # 4 labels; 3 epochs of 4 x 16
-    from fastload.models.alexnet import load_checkpoint_model
+    from fastload.models.checkpoint import load_checkpoint_model
     model, meta = load_checkpoint_model(out / "last.pt")
     assert meta["epoch"] == 3 and meta["label_wnids"] == WNIDS and meta["num_classes"] == 4
     assert (out / "config.yaml").exists() and any((out / "tensorboard").iterdir())

@@ -13,8 +13,9 @@ import torchvision
 
 from fastload import pretrain, recipe
 from fastload.errors import UsageError
-from fastload.models.alexnet import build_model, load_checkpoint_model
-from fastload.models.archs import MIN_INPUT, RESNETS
+from fastload.models.build import build_model
+from fastload.models.checkpoint import load_checkpoint_model
+from fastload.models.networks import NETWORKS, archs_of
 from fastload.models.resnet import BLUR_KERNEL, BlurPoolConv2d, apply_blurpool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,13 +28,13 @@ FFCV = {"resnet18_16": (16, 11, 13, 1024 * 1, 0.5, 5e-5, "66.9%", "86.8%"),
         "resnet50_88": (88, 65, 76, 512 * 8, 1.7, 1e-4, "78.4%", "94.1%")}
 
 
-@pytest.mark.parametrize("arch", RESNETS)
+@pytest.mark.parametrize("arch", archs_of("resnet"))
 def test_state_dict_loads_strict_into_torchvision(arch):
     torch.manual_seed(0)
     ours = build_model(arch, 7).eval()
     theirs = getattr(torchvision.models, arch)(num_classes=7).eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
-    x = torch.randn(2, 3, MIN_INPUT[arch], MIN_INPUT[arch])
+    x = torch.randn(2, 3, NETWORKS[arch].min_input, NETWORKS[arch].min_input)
     with torch.no_grad():
         assert torch.equal(ours(x), theirs(x)) and ours(x).shape == (2, 7)
 

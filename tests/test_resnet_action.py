@@ -16,7 +16,8 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import fastload.mmdet  # noqa: E402,F401  (registrations)
 from fastload.errors import FastloadError, UsageError  # noqa: E402
 from fastload.mmdet.action import ACTIONS, RESNET_RES5, RESNET_TRUNK  # noqa: E402
-from fastload.models.alexnet import build_model, load_checkpoint_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
+from fastload.models.checkpoint import load_checkpoint_model  # noqa: E402
 from fastload.models.resnet import BlurPoolConv2d  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from fastload.transfer import load_checkpoint_file, set_checkpoint, transfer  # noqa: E402

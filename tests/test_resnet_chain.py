@@ -51,7 +51,7 @@ def test_induction_reads_the_resnet_s_pooled_features(chain):
     run_cli("induction", "--checkpoint", chain["run"] / "last.pt", "--labelset", "full", "--classes", "all",
             "--beton-dir", chain["compiled"], "--out", out, "--batch-size", "40", *CPU, check=True)
     result = json.loads(out.read_text())["model"]
-    assert result["arch"] == "resnet18" and result["layer"] == "flatten"   # FEATURE_LAYERS, not AlexNet's fc7
+    assert result["arch"] == "resnet18" and result["layer"] == "flatten"   # its record's layer, not AlexNet's fc7
     assert result["queries"] == 40 and result["database"] == 80
     assert fraction(result["top1"]) and fraction(result["top5"]) and result["top1"] <= result["top5"]
 

@@ -16,7 +16,7 @@ import fastload.mmdet  # noqa: E402,F401  (registrations)
 import fastload.mmdet.classification  # noqa: E402,F401
 from fastload.errors import FastloadError, UsageError  # noqa: E402
 from fastload.mmdet.resnet import blurpool_convs, resnet_state_dict  # noqa: E402
-from fastload.models.alexnet import build_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
 from fastload.models.resnet import BlurPoolConv2d, apply_blurpool  # noqa: E402
 from fastload.recipe import load_recipe  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402

@@ -78,7 +78,7 @@ def test_multilabel_probe_fits_one_sigmoid_per_class():
 
 @pytest.mark.parametrize("arch", ["resnet18", "alexnet_caffe"])
 def test_replace_head_swaps_the_last_linear_layer(arch):
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     model = replace_head(build_model(arch, num_classes=5), 7, seed=0)
     size = 64 if arch == "alexnet_caffe" else 32
     assert model(torch.zeros(2, 3, size, size)).shape == (2, 7)
@@ -91,7 +91,7 @@ def test_cosine_schedule_ends_at_zero():
 # ---- end to end ---------------------------------------------------------------------------------------------------
 
 def save_checkpoint(path, seed=0):
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     torch.manual_seed(seed)
     model = build_model("resnet18", num_classes=5)
     torch.save(dict(model=model.state_dict(), arch="resnet18", num_classes=5, epoch=1,

@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 from fastload.errors import FastloadError, UsageError  # noqa: E402
 from fastload.mmdet.classification import MeanPerClassAccuracy, mean_per_class_accuracy  # noqa: E402
-from fastload.models.alexnet import build_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from small_disk import small_disk  # noqa: E402,F401 (a fixture)
 

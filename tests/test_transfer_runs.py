@@ -16,7 +16,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 import fastload.mmdet  # noqa: E402,F401  (registrations, the weights-only allow-list)
 from fastload.errors import FastloadError, UsageError  # noqa: E402
 from fastload.files import OutputLock  # noqa: E402
-from fastload.models.alexnet import build_model  # noqa: E402
+from fastload.models.build import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from fastload.transfer import (check_types, fingerprint_file, load_config, run_inputs,  # noqa: E402
                                transfer)

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import FastloadError, UsageError
 from ..files import reserve_space
+from ..models.networks import NETWORKS, network
 
 FEATURE_DTYPE = np.float16
 DEFAULT_BATCH_SIZE = 256
@@ -42,28 +43,24 @@ def extraction(batch_size: int, resolution: int, device: str, num_workers: int) 
 
 def default_resolution(meta: dict) -> int:
     """The checkpoint's own validation crop (its recipe's val_res), else the one its architecture was designed
-    for: 227 for BVLC AlexNet, 224 for torchvision's."""
+    for (its record's val_res: 227 for BVLC AlexNet, 224 for torchvision's networks)."""
     recipe = meta.get("recipe") or {}
     if isinstance(recipe, dict) and int(recipe.get("val_res") or 0) > 0:
         return int(recipe["val_res"])
-    return 227 if meta["arch"] == "alexnet_caffe" else 224
+    return network(meta["arch"]).val_res
 
 
 def identity_lookup(num_classes: int) -> np.ndarray:
     return np.arange(num_classes, dtype=np.int32)
 
 
-# The layer whose activations the analyses compare, per architecture: AlexNet's fc7, as in the paper; for
-# torchvision ResNets the penultimate, pooled features (graph node 'flatten', just before fc).
-FEATURE_LAYERS = {"alexnet_caffe": "fc7", "alexnet_tv": "fc7", "resnet18": "flatten", "resnet50": "flatten"}
-
-
 def feature_layer(arch: str) -> str:
-    """The analyses' default feature layer of `arch` (FEATURE_LAYERS)."""
-    if arch not in FEATURE_LAYERS:
-        raise FastloadError(f"no feature layer is known for arch {arch!r}: give --layer, or add it to "
-                            "fastload.analysis.features.FEATURE_LAYERS")
-    return FEATURE_LAYERS[arch]
+    """The analyses' default feature layer of `arch`, its record's (fastload.models.networks: AlexNet's fc7, as in
+    the paper; for torchvision ResNets the penultimate, pooled features, graph node 'flatten', just before fc)."""
+    if arch not in NETWORKS:
+        raise FastloadError(f"no feature layer is known for arch {arch!r}: give --layer, or add the network to "
+                            "fastload.models.networks.NETWORKS")
+    return NETWORKS[arch].feature_layer
 
 
 def layer_function(model, layer):
@@ -251,7 +248,7 @@ def load_compiled(beton_dir, splits=("train", "val")) -> tuple:
 
 def load_model(checkpoint):
     """(model, meta) of a fastload checkpoint, with a clear error naming the file."""
-    from ..models.alexnet import load_checkpoint_model
+    from ..models.checkpoint import load_checkpoint_model
     return load_checkpoint_model(checkpoint)
 
 

@@ -5,7 +5,7 @@ dataset class (1000 for ImageNet) is trained on the whole base train .beton with
 resized crop + flip from the fastload loader), then top-1/top-5 are measured on the whole val .beton (centre crop).
 Frozen layers run without gradients; the network stays in training mode while fc8 learns, so dropout after fc7
 acts as it does when Caffe fine-tunes with frozen lower layers (learning rate 0 below fc8); batch-norm layers (a
-ResNet's) stay in eval mode. For a ResNet "fc8" is its `fc`, fed by the pooled features (see features.FEATURE_LAYERS).
+ResNet's) stay in eval mode. For a ResNet "fc8" is its `fc`, fed by the pooled features (see models.networks.NETWORKS).
 
 Optimiser: SGD with momentum 0.9 and weight decay 5e-4 on fc8 only, cosine learning-rate decay per iteration.
 Run: `fastload imagenet-cls --checkpoint RUN/last.pt --beton-dir DATA [--epochs N]`, or `imagenet_cls(...)`.

@@ -63,7 +63,7 @@ def check_checkpoint_labels(meta: dict, class_labels: list, labelset: str, check
 def score_checkpoint(checkpoint, betons, indexes, rows, extraction: F.Extraction, layer: str, features_dir,
                      chunk_rows: int, name: str, fingerprint: str = None) -> dict:
     """Extract the features of database and query rows with one checkpoint, and score them. `layer` None: the
-    checkpoint's architecture's feature layer (features.FEATURE_LAYERS). With `features_dir`, the features are
+    checkpoint's architecture's feature layer (models.networks.NETWORKS). With `features_dir`, the features are
     kept there and reused by a later call with the same checkpoint (`fingerprint`), rows and settings."""
     model, meta = F.load_model(checkpoint)
     layer = layer or F.feature_layer(meta["arch"])

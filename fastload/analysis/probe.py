@@ -1,7 +1,7 @@
 """Linear probe on fixed features (Kornblith, Shlens, Le 2019, "Do Better ImageNet Models Transfer Better?", §3
 and appendix: L2-regularised multinomial logistic regression on penultimate-layer features of centre crops).
 
-Features: the checkpoint's feature layer (fastload.analysis.features.FEATURE_LAYERS: AlexNet fc7, a ResNet's pooled
+Features: the checkpoint's feature layer (fastload.models.networks.NETWORKS: AlexNet fc7, a ResNet's pooled
 'flatten') over every row of each split of a `fastload compile cls` folder, through the fast loader in evaluation
 mode (centre crop, no flip). They are extracted once per (checkpoint, beton, layer, crop) and cached in
 FEATURE_DIR/<split>.npz, written atomically and fingerprinted: a changed checkpoint or beton is extracted again.

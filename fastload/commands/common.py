@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import FastloadError, UsageError
 
 FEATURE_LAYER_HELP = ("feature layer: AlexNet's conv5, pool5, fc6, fc7, or a graph node of another torchvision network "
-                      "(default: the architecture's own, fastload.analysis.features.FEATURE_LAYERS: fc7 for AlexNet, "
+                      "(default: the architecture's own, fastload.models.networks.NETWORKS: fc7 for AlexNet, "
                       "the pooled 'flatten' for a ResNet)")
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_NUM_WORKERS = 2

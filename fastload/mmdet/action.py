@@ -43,7 +43,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from ..errors import FastloadError, UsageError
-from ..models.archs import ALEXNETS, RESNETS
+from ..models.networks import NETWORKS, archs_of
 from ..models.resnet import build_resnet
 from ..voc import OTHER_ACTION, VOC_ACTIONS
 from .backbone import _require_checkpoint, fc6_fc7, load_pretrained_layers
@@ -333,8 +333,8 @@ class ResNetPart(BaseModule):
     def __init__(self, arch: str, checkpoint, children: tuple, owner: str, blurpool: bool = False,
                  norm_eval: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if arch not in RESNETS:
-            raise UsageError(f"{owner}: unknown ResNet '{arch}': choose one of {', '.join(RESNETS)}")
+        if arch not in archs_of("resnet"):
+            raise UsageError(f"{owner}: unknown ResNet '{arch}': choose one of {', '.join(archs_of('resnet'))}")
         self.arch, self.checkpoint, self.owner = arch, checkpoint, owner
         self.blurpool, self.norm_eval = bool(blurpool), bool(norm_eval)
         net = build_resnet(arch, num_classes=1, blurpool=self.blurpool)
@@ -410,11 +410,11 @@ class ResNetRes5Head(ResNetPart):
         return self.layer4(x).mean(dim=(2, 3))
 
 
-def region_head_arch(arch: str) -> str:
-    """The per-region head's network: an AlexNet (fc6/fc7) or a ResNet (conv5_x)."""
-    if arch in ALEXNETS + RESNETS:
-        return arch
-    raise UsageError(f"unknown arch '{arch}' for the R*CNN region head: choose one of {', '.join(ALEXNETS + RESNETS)}")
+def region_head_network(arch: str):
+    """The per-region head's network record: an AlexNet (fc6/fc7) or a ResNet (conv5_x)."""
+    if arch in NETWORKS:
+        return NETWORKS[arch]
+    raise UsageError(f"unknown arch '{arch}' for the R*CNN region head: choose one of {', '.join(NETWORKS)}")
 
 
 # ---------------------------------------------------------------- model
@@ -457,7 +457,8 @@ class RStarCNN(BaseDetector):
                              f"{num_secondary_train}")
         self.backbone = MODELS.build(backbone)
         self.roi_extractor = MODELS.build(roi_extractor)
-        self.arch, self.checkpoint = region_head_arch(arch), checkpoint
+        self.network_record, self.checkpoint = region_head_network(arch), checkpoint
+        self.arch = self.network_record.name
         if getattr(self.backbone, "arch", self.arch) != self.arch:  # the head continues the backbone's network
             raise UsageError(f"RStarCNN arch '{self.arch}' (its region head) differs from the backbone's "
                              f"'{self.backbone.arch}'")
@@ -469,7 +470,7 @@ class RStarCNN(BaseDetector):
         self.num_secondary_train = int(num_secondary_train)
         self.max_secondary_test = None if max_secondary_test is None else int(max_secondary_test)
         self.bbox_stds, self.loss_bbox_weight = tuple(bbox_stds), float(loss_bbox_weight)
-        if self.arch in RESNETS:
+        if self.network_record.family == "resnet":
             if dropout:
                 raise UsageError(f"RStarCNN: {self.arch} has no dropout (nor had its pre-training): set dropout=0, "
                                  f"not {dropout}")
@@ -490,7 +491,7 @@ class RStarCNN(BaseDetector):
         for layer, std in ((self.primary_cls, 0.01), (self.secondary_cls, 0.01), (self.bbox_pred, 0.001)):
             nn.init.normal_(layer.weight, 0.0, std)  # the fillers of R*CNN's train.prototxt
             nn.init.zeros_(layer.bias)
-        if self.arch in RESNETS:
+        if self.network_record.family == "resnet":
             return
         checkpoint = _require_checkpoint(self.checkpoint, "RStarCNN fc6/fc7")
         if checkpoint is not None:
@@ -506,7 +507,7 @@ class RStarCNN(BaseDetector):
         if len(rois) == 0:
             return feats[0].new_zeros((0, self.feature_channels))
         x = self.roi_extractor(feats, rois)
-        if self.arch in RESNETS:
+        if self.network_record.family == "resnet":
             return self.res5(x)
         return fc6_fc7(x.flatten(1), self.fc6, self.fc7, self.dropout, self.arch)
 

@@ -1,7 +1,8 @@
 """Pre-trained AlexNet pieces for MMDetection: the conv1..conv5 trunk, the fc6/fc7 box head, a CPU-capable RoI pool.
 
-Both architectures of `fastload.models.alexnet` are supported. Their layers are named differently in a fastload
-checkpoint's state dict; `CHECKPOINT_KEYS` maps the canonical names used here (conv1..conv5, fc6, fc7) to them:
+Both AlexNets (family 'alexnet' in `fastload.models.networks`) are supported. Their layers are named differently
+in a fastload checkpoint's state dict; `CHECKPOINT_KEYS` maps the canonical names used here (conv1..conv5, fc6,
+fc7) to them:
 
     layer   alexnet_caffe   alexnet_tv (torchvision)
     conv1   conv1           features.0
@@ -28,8 +29,9 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..errors import FastloadError, UsageError
-from ..models.alexnet import build_model, load_checkpoint
-from ..models.archs import ALEXNETS
+from ..models.build import build_model
+from ..models.checkpoint import checkpoint_network, load_checkpoint
+from ..models.networks import archs_of
 
 CHECKPOINT_KEYS = {
     "alexnet_caffe": {name: name for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")},
@@ -44,8 +46,8 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def check_arch(arch: str) -> str:
-    if arch not in ALEXNETS:
-        raise UsageError(f"unknown AlexNet arch '{arch}': choose one of {', '.join(ALEXNETS)}")
+    if arch not in archs_of("alexnet"):
+        raise UsageError(f"unknown AlexNet arch '{arch}': choose one of {', '.join(archs_of('alexnet'))}")
     return arch
 
 
@@ -66,9 +68,10 @@ def load_pretrained_layers(checkpoint, arch: str, targets: dict) -> None:
     """
     ckpt = load_checkpoint(checkpoint)
     if ckpt["arch"] != arch:
+        held = checkpoint_network(ckpt, checkpoint)
         raise FastloadError(
-            f"checkpoint {checkpoint} holds an '{ckpt['arch']}' model but the config builds '{arch}': "
-            f"use the transfer config for {ckpt['arch']} (transfer/*{ckpt['arch'].replace('_', '-')}*)")
+            f"checkpoint {checkpoint} holds an '{held.name}' model but the config builds '{arch}': "
+            f"use the transfer config for {held.name} ({held.transfer_configs()})")
     state = _strip_wrapper_prefixes(ckpt["model"])
     missing, mismatched, pairs = [], [], []
     for layer, module in targets.items():

@@ -30,9 +30,9 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from ..errors import FastloadError, UsageError
-from ..models.alexnet import build_model
-from ..models.archs import RESNETS
-from .backbone import CHECKPOINT_KEYS, _require_checkpoint, check_arch, load_pretrained_layers
+from ..models.build import build_model
+from ..models.networks import network
+from .backbone import CHECKPOINT_KEYS, _require_checkpoint, load_pretrained_layers
 from .resnet import load_resnet_weights
 
 SPLITS = {"train": "Training", "test": "Testing"}
@@ -40,6 +40,8 @@ NUM_PARTITIONS = 10
 PRETRAINED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 # the ResNets' top-level modules with parameters, below the new fc (torchvision's names)
 RESNET_LAYERS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
+# the pre-trained layers below the new last layer, per network family: the names `frozen_layers` takes
+FAMILY_LAYERS = {"alexnet": PRETRAINED_LAYERS, "resnet": RESNET_LAYERS}
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -193,8 +195,7 @@ class FastloadImageClassifier(BaseModel):
                  new_fc_std: float = 0.01, blurpool: bool = False, frozen_layers=(), data_preprocessor=None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if arch not in RESNETS:
-            check_arch(arch)
+        self.network_record = network(arch, error=UsageError)
         if int(num_classes) < 2:
             raise UsageError(f"num_classes must be >= 2, got {num_classes}")
         self.arch = arch
@@ -202,15 +203,11 @@ class FastloadImageClassifier(BaseModel):
         self.checkpoint = checkpoint
         self.new_fc_std = float(new_fc_std)
         self.net = build_model(self.arch, self.num_classes, blurpool=blurpool)
-        if self.arch in RESNETS:  # the net now ends at the pooled layer4 features
-            self.new_fc_name, features = "fc", self.net.fc.in_features
-            self.net.fc = nn.Identity()
-        elif self.arch == "alexnet_caffe":  # the net now ends at fc7 (after its ReLU and dropout)
-            self.new_fc_name, features = "fc8", 4096
-            self.net.fc8 = nn.Identity()
-        else:
-            self.new_fc_name, features = "fc8", 4096
-            self.net.classifier[6] = nn.Identity()
+        # the net now ends below its classifier: an AlexNet at fc7 (after its ReLU and dropout), a ResNet at the
+        # pooled layer4 features
+        self.new_fc_name = self.network_record.classifier_name
+        features = self.net.get_submodule(self.network_record.classifier).in_features
+        self.net.set_submodule(self.network_record.classifier, nn.Identity())
         self.add_module(self.new_fc_name, nn.Linear(features, self.num_classes))
         self.frozen_layers = self._check_layer_names(frozen_layers)
         for name in self.frozen_layers:
@@ -219,7 +216,7 @@ class FastloadImageClassifier(BaseModel):
 
     def _check_layer_names(self, names) -> tuple:
         names = (names,) if isinstance(names, str) else tuple(names)
-        known = RESNET_LAYERS if self.arch in RESNETS else PRETRAINED_LAYERS
+        known = FAMILY_LAYERS[self.network_record.family]
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(f"FastloadImageClassifier frozen_layers: {', '.join(map(repr, unknown))} are not layers "
@@ -238,7 +235,7 @@ class FastloadImageClassifier(BaseModel):
 
     def _layer(self, name: str):
         """The module of a layer named as in `frozen_layers`."""
-        if self.arch in RESNETS:
+        if self.network_record.family == "resnet":  # torchvision's own names
             return self.net.get_submodule(name)
         return self.net.get_submodule(CHECKPOINT_KEYS[self.arch][name])
 
@@ -246,7 +243,7 @@ class FastloadImageClassifier(BaseModel):
         super().init_weights()
         checkpoint = _require_checkpoint(self.checkpoint, "FastloadImageClassifier")
         if checkpoint is not None:
-            if self.arch in RESNETS:
+            if self.network_record.family == "resnet":
                 load_resnet_weights(self.net, checkpoint, self.arch, "FastloadImageClassifier")
             else:
                 load_pretrained_layers(checkpoint, self.arch, {n: self._layer(n) for n in PRETRAINED_LAYERS})

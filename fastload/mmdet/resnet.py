@@ -30,21 +30,13 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 from ..errors import FastloadError, UsageError
-from ..models.alexnet import load_checkpoint
-from ..models.archs import RESNETS
+from ..models.checkpoint import checkpoint_blurpool, checkpoint_meta, checkpoint_network, load_checkpoint
+from ..models.networks import archs_of
 from ..models.resnet import BlurPoolConv2d, apply_blurpool, build_resnet
 from .backbone import RANDOM_INIT, _require_checkpoint, _strip_wrapper_prefixes
 
 # the checkpoint keys a backbone has no place for: torchvision's ImageNet classifier
 CLASSIFIER_PREFIX = "fc."
-# the transfer configs of each ResNet, for the error that names the right ones
-CONFIG_TAGS = {"resnet18": "r18", "resnet50": "r50"}
-
-
-def checkpoint_blurpool(meta: dict) -> bool:
-    """Whether the run that wrote the checkpoint trained with BlurPool (its recipe's `blurpool`; absent: no)."""
-    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
-    return bool(recipe.get("blurpool"))
 
 
 def resnet_state_dict(path, arch=None):
@@ -56,17 +48,16 @@ def resnet_state_dict(path, arch=None):
     prefixes are removed.
     """
     ckpt = load_checkpoint(path)
-    held = ckpt["arch"]
-    if held not in RESNETS:
+    held = checkpoint_network(ckpt, path)
+    if held.family != "resnet":
         raise FastloadError(
-            f"checkpoint {path} holds an '{held}' model, not a ResNet ({', '.join(RESNETS)}): use the {held} "
-            f"transfer configs (transfer/*{str(held).replace('_', '-')}*.py)")
-    if arch is not None and held != arch:
+            f"checkpoint {path} holds an '{held.name}' model, not a ResNet ({', '.join(archs_of('resnet'))}): use "
+            f"the {held.name} transfer configs ({held.transfer_configs()})")
+    if arch is not None and held.name != arch:
         raise FastloadError(
-            f"checkpoint {path} holds a '{held}' model but the config builds '{arch}': use the {held} transfer "
-            f"configs (transfer/*_{CONFIG_TAGS[held]}_*.py, transfer/{held}_*.py)")
-    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler")}
-    return _strip_wrapper_prefixes(ckpt["model"]), meta
+            f"checkpoint {path} holds a '{held.name}' model but the config builds '{arch}': use the {held.name} "
+            f"transfer configs ({held.transfer_configs()})")
+    return _strip_wrapper_prefixes(ckpt["model"]), checkpoint_meta(ckpt)
 
 
 def blurpool_convs(module: nn.Module) -> dict:
@@ -95,8 +86,8 @@ def load_resnet_weights(module: nn.Module, checkpoint: str, arch: str, owner: st
     'random' copies a freshly initialised torchvision `arch` instead (the start of a pre-training run). Every
     problem is a FastloadError naming the checkpoint and all offending keys; nothing is copied then.
     """
-    if arch not in RESNETS:
-        raise UsageError(f"{owner}: '{arch}' is not a fastload ResNet ({', '.join(RESNETS)})")
+    if arch not in archs_of("resnet"):
+        raise UsageError(f"{owner}: '{arch}' is not a fastload ResNet ({', '.join(archs_of('resnet'))})")
     if checkpoint == RANDOM_INIT:
         state = build_resnet(arch, num_classes=1000).state_dict()
     else:
@@ -154,7 +145,7 @@ class FastloadPretrainedInit:
         depth = getattr(module, "depth", None)
         if depth is None:
             raise UsageError(f"FastloadPretrained: {type(module).__name__} has no `depth`: set arch= in its "
-                             f"init_cfg ({', '.join(RESNETS)})")
+                             f"init_cfg ({', '.join(archs_of('resnet'))})")
         return f"resnet{depth}"
 
     def __call__(self, module) -> None:

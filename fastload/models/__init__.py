@@ -1,5 +1,6 @@
-"""Networks fastload pre-trains: the BVLC AlexNet the paper used and torchvision's AlexNet.
+"""Networks fastload pre-trains: the BVLC AlexNet the paper used, torchvision's AlexNet and ResNets.
 
-`fastload.models.archs` holds their names and input limits (no torch); `fastload.models.alexnet` builds them and
-reads checkpoints. This package imports neither, so the recipe schema can read `archs` without loading torch.
+`networks` holds one record per network (no torch); `build` builds any of them from its family's module
+(`alexnet`, `resnet`); `checkpoint` reads checkpoints and the facts they record. This package imports none of
+them, so the recipe schema can read `networks` without loading torch.
 """

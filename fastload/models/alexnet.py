@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FastloadError, UsageError
-from .archs import ARCHS, INITS, RESNETS, arch_settings_problem
+from ..errors import UsageError
 
 # feature layers `extract_features` can stop at, in network order
 CAFFE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8")
@@ -120,38 +119,15 @@ def init_kaiming_(model: nn.Module) -> None:
     nn.init.normal_(layers[-1].weight, 0.0, 0.01)
 
 
-def build_model(arch: str, num_classes: int, init: str = "default", dropout: float = None,
-                blurpool: bool = False) -> nn.Module:
-    """Any fastload network (fastload.models.archs.ARCHS) with `num_classes` outputs; the one builder everything
-    calls (pre-training, checkpoints, analyses, transfer).
-
-    arch: 'alexnet_caffe' (BVLC) or 'alexnet_tv' (torchvision), or torchvision's 'resnet18' / 'resnet50'
-    (fastload.models.resnet). init: 'caffe' (BVLC Gaussians, alexnet_caffe only), 'kaiming', or 'default' (PyTorch's
-    layer defaults, what torchvision uses; for the ResNets torchvision's own He init, the only one they take).
-    dropout: AlexNet's fc6/fc7 dropout, None = 0.5 (the ResNets have none: None or 0). blurpool: ResNets only.
-    """
-    if dropout is None:
-        dropout = 0.0 if arch in RESNETS else 0.5
-    if arch not in ARCHS:
-        raise UsageError(f"unknown arch '{arch}': choose one of {', '.join(ARCHS)}")
-    if init not in INITS:
-        raise UsageError(f"unknown init '{init}': choose one of {', '.join(INITS)}")
-    if int(num_classes) < 1:
-        raise UsageError(f"num_classes must be >= 1, got {num_classes}")
-    problem = arch_settings_problem(arch, init, dropout, blurpool)
-    if problem:
-        raise UsageError(problem)
-    if arch in RESNETS:
-        from .resnet import build_resnet  # torchvision's: imported only when a ResNet is built
-        return build_resnet(arch, num_classes, blurpool=blurpool)
+def build_alexnet(arch: str, num_classes: int, init: str, dropout: float) -> nn.Module:
+    """'alexnet_caffe' (BVLC) or 'alexnet_tv' (torchvision's own class) with `num_classes` outputs, initialised
+    with `init` (settings already checked by fastload.models.build)."""
     if arch == "alexnet_caffe":
         model = AlexNetCaffe(int(num_classes), dropout=dropout)
     else:
         from torchvision.models import alexnet
         model = alexnet(weights=None, num_classes=int(num_classes), dropout=dropout)
     if init == "caffe":
-        if arch != "alexnet_caffe":
-            raise UsageError("init 'caffe' is defined for arch 'alexnet_caffe' only; use 'kaiming' or 'default'")
         init_caffe_(model)
     elif init == "kaiming":
         init_kaiming_(model)
@@ -177,39 +153,3 @@ def extract_features(model: nn.Module, x, upto: str = "fc7"):
         return x
     stop = {"fc6": 3, "fc7": 6, "fc8": 7}[upto]
     return model.classifier[:stop](x)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def load_checkpoint(path) -> dict:
-    """A fastload checkpoint as a dict, read with torch.load(weights_only=True) (no pickled code runs)."""
-    from pathlib import Path
-    path = Path(path)
-    if not path.is_file():
-        raise FastloadError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated, foreign or pickled-code file: say which one, in one line
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FastloadError(f"cannot read checkpoint {path} (truncated or not a fastload checkpoint?): "
-                            f"{reason}") from e
-    if not isinstance(ckpt, dict):
-        raise FastloadError(f"{path} is not a fastload checkpoint: it holds a {type(ckpt).__name__}")
-    missing = [k for k in ("model", "arch", "num_classes") if k not in ckpt]
-    if missing:
-        raise FastloadError(f"{path} is not a fastload checkpoint: missing {', '.join(missing)}")
-    return ckpt
-
-
-def load_checkpoint_model(path):
-    """(model, meta): the checkpoint's network with its weights, in eval mode on the CPU, and every other key
-    (arch, num_classes, label_wnids, epoch, recipe, ...) except optimizer/scaler state."""
-    ckpt = load_checkpoint(path)
-    recipe = ckpt.get("recipe") if isinstance(ckpt.get("recipe"), dict) else {}
-    model = build_model(ckpt["arch"], ckpt["num_classes"], blurpool=bool(recipe.get("blurpool")))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scaler")}
-    return model, meta

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from ..errors import UsageError
-from .archs import RESNETS
+from .networks import archs_of
 
 BLUR_KERNEL = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
 
@@ -60,8 +60,8 @@ def apply_blurpool(module: nn.Module) -> list:
 
 def build_resnet(arch: str, num_classes: int, blurpool: bool = False) -> nn.Module:
     """torchvision's `arch` ('resnet18' or 'resnet50') with `num_classes` outputs and its own initialisation."""
-    if arch not in RESNETS:
-        raise UsageError(f"unknown ResNet '{arch}': choose one of {', '.join(RESNETS)}")
+    if arch not in archs_of("resnet"):
+        raise UsageError(f"unknown ResNet '{arch}': choose one of {', '.join(archs_of('resnet'))}")
     model = getattr(torchvision.models, arch)(weights=None, num_classes=int(num_classes))
     if blurpool:
         apply_blurpool(model)

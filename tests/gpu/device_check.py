@@ -182,7 +182,7 @@ def transfer_inputs(tmp: Path, smoke: bool) -> dict:
     expect (fastload/mmdet/resnet.py refuses a checkpoint whose recipe's `blurpool` differs from the network's)."""
     import torch
 
-    from fastload.models.alexnet import build_model
+    from fastload.models.build import build_model
     from fastload.synth.sun import write_sun
     from fastload.synth.voc import write_voc
     n = 4 if smoke else 24

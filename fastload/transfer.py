@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import FastloadError, UsageError
 from .files import DiskFullError, OutputLock, is_disk_full, write_json
 
-# the `checkpoint` value that means "no pre-trained weights" (fastload/mmdet/backbone.py RANDOM_INIT)
+# the `checkpoint` value that means "no pre-trained weights": the network starts from its own initialisation
 RANDOM_INIT = "random"
 
 RESULT_FILE = "result.json"

@@ -61,10 +61,12 @@ def voc_root(tmp_path_factory):
     return out / "VOCdevkit"
 
 
-def _build(config, checkpoint, blurpool=True):
+def _build(config, checkpoint, blurpool=None):
+    """The config's model; `blurpool` None leaves it as shipped (as the checkpoint records it)."""
     from mmdet.registry import MODELS
     cfg = Config.fromfile(str(config))
-    cfg.model.backbone.blurpool = blurpool
+    if blurpool is not None:
+        cfg.model.backbone.blurpool = blurpool
     assert set_checkpoint(cfg.model, str(checkpoint)) == 2  # the trunk's and the region head's
     init_default_scope("mmdet")
     return MODELS.build(cfg.model)
@@ -74,7 +76,7 @@ def _build(config, checkpoint, blurpool=True):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet18_blurpool"])
 def test_resnet18_checkpoint_loads_into_trunk_and_region_head(checkpoints, name):
-    model = _build(R18, checkpoints[name], blurpool=name.endswith("blurpool"))
+    model = _build(R18, checkpoints[name])  # the shipped config: BlurPool as the checkpoint records it
     model.init_weights()
     reference = torch.load(checkpoints[name], weights_only=True)["model"]
     loaded = {**model.backbone.state_dict(), **model.res5.state_dict()}
@@ -111,9 +113,9 @@ def test_wrong_or_incomplete_checkpoint_is_an_error_naming_it(checkpoints, tmp_p
     with pytest.raises(FastloadError) as e:
         _build(R18, alexnet).init_weights()
     assert alexnet in str(e.value) and "alexnet_caffe" in str(e.value)
-    # the shipped configs build BlurPool (the ResNet recipes'): a checkpoint without it says what to set
+    # a BlurPool setting unlike the checkpoint's says what to set
     with pytest.raises(FastloadError, match="model.backbone.blurpool=False") as e:
-        _build(R18, checkpoints["resnet18"]).init_weights()
+        _build(R18, checkpoints["resnet18"], blurpool=True).init_weights()
     assert str(checkpoints["resnet18"]) in str(e.value)
     bad = _save_checkpoint(tmp_path / "bad.pt", "resnet18", drop=("layer4.1.conv2.weight", "layer2.0.bn1.running_var"))
     model = _build(R18, bad, blurpool=False)

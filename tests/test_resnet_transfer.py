@@ -153,15 +153,20 @@ def test_missing_keys_shapes_blurpool_and_no_checkpoint_are_errors(checkpoints, 
     with pytest.raises(FastloadError, match=r"shape mismatches: layer2\.0\.conv1\.weight \(128, 32, 3, 3\) != "
                                             r"expected \(128, 64, 3, 3\)"):
         build(DET[18], save_checkpoint(tmp_path / "shape.pt", "resnet18", edit=reshape))
-    # the blur is not in the state dict: a mismatch would run the weights on another network
+    # the blur is not in the state dict: a setting unlike the checkpoint's would run the weights on another network
     with pytest.raises(FastloadError, match=r"without BlurPool .* model\.backbone\.blurpool=False"):
-        build(DET[18], checkpoints["resnet18_noblur"])
+        build(DET[18], checkpoints["resnet18_noblur"], **{"model.backbone.blurpool": True})
     with pytest.raises(FastloadError, match=r"with BlurPool .* blurpool=True"):
         build(DET[18], checkpoints["resnet18"], **{"model.backbone.blurpool": False})
     with pytest.raises(FastloadError, match=r"without BlurPool .* model\.blurpool=False"):
-        build(SUN[18], checkpoints["resnet18_noblur"])
+        build(SUN[18], checkpoints["resnet18_noblur"], **{"model.blurpool": True})
     plain = build(DET[18], checkpoints["resnet18_noblur"], **{"model.backbone.blurpool": False})
     assert not any(isinstance(m, BlurPoolConv2d) for m in plain.modules())
+    # the shipped configs leave blurpool unset: the network blurs as the checkpoint's recipe did
+    for config in (DET[18], SUN[18]):
+        for name, blurs in (("resnet18_noblur", False), ("resnet18", True)):
+            model = build(config, checkpoints[name])
+            assert any(isinstance(m, BlurPoolConv2d) for m in model.modules()) == blurs, (config, name)
     from mmdet.registry import MODELS
     cfg = Config.fromfile(str(DET[18]))
     init_default_scope("mmdet")
@@ -224,11 +229,12 @@ def test_resnet18_configs_differ_only_in_depth():
     assert diff(DET[50], DET[18]) == {"model.backbone.depth": (50, 18),
                                       "model.neck.in_channels": ([256, 512, 1024, 2048], [64, 128, 256, 512])}
     assert diff(SUN[50], SUN[18]) == {"model.arch": ("resnet50", "resnet18")}
-    # the SUN configs differ from the AlexNet one in the network, its new layer's name and the crop only
+    # the SUN configs differ from the AlexNet one in the network, its new layer's name and the crop only; BlurPool
+    # is read from the checkpoint, not set
     alexnet = flat(Config.fromfile(str(TRANSFER_CONFIGS_DIR / "alexnet-caffe_50k_sun397.py")).to_dict())
     resnet = flat(Config.fromfile(str(SUN[50])).to_dict())
     differ = {k for k in alexnet.keys() | resnet.keys() if alexnet.get(k) != resnet.get(k)}
-    assert differ == {"model.arch", "model.blurpool", "crop_size", "train_pipeline.2.crop_size",
+    assert differ == {"model.arch", "crop_size", "train_pipeline.2.crop_size",
                       "test_pipeline.2.crop_size", "train_dataloader.dataset.pipeline.2.crop_size",
                       "val_dataloader.dataset.pipeline.2.crop_size", "test_dataloader.dataset.pipeline.2.crop_size",
                       *(f"optim_wrapper.paramwise_cfg.custom_keys.{layer}.{p}.{m}" for layer in ("fc8", "fc")

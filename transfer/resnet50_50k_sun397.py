@@ -33,9 +33,7 @@ model = dict(
     type='FastloadImageClassifier',
     arch='resnet50',
     num_classes=397,
-    # train/resnet*.yaml pre-train with BlurPool (FFCV's use_blurpool 1); a checkpoint without it (e.g.
-    # train/smoke_resnet18.yaml) needs --cfg-options model.blurpool=False (a mismatch is an error)
-    blurpool=True,
+    # BlurPool (train/resnet*.yaml pre-train with it, FFCV's use_blurpool 1) as the checkpoint records it
     checkpoint=None,  # filled from the top-level `checkpoint` ('random' trains from scratch)
     frozen_layers=(),  # the whole network fine-tuned
     data_preprocessor=dict(

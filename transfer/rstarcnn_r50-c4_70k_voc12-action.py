@@ -29,10 +29,10 @@
 _base_ = ['./rstarcnn_alexnet-caffe_70k_voc12-action.py']
 arch = 'resnet50'
 model = dict(
-    # blurpool: as fastload's ResNet recipes pre-train (train/resnet*.yaml); checked against the checkpoint's recipe,
-    # the layer4 head takes the backbone's. A checkpoint without it: --cfg-options model.backbone.blurpool=False
-    backbone=dict(_delete_=True, type='FastloadResNetC4', arch=arch, checkpoint=None, blurpool=True,
-                  frozen_stages=1, norm_eval=True),
+    # BlurPool as the checkpoint records it (train/resnet*.yaml pre-train with it); the layer4 head takes the
+    # backbone's
+    backbone=dict(_delete_=True, type='FastloadResNetC4', arch=arch, checkpoint=None, frozen_stages=1,
+                  norm_eval=True),
     roi_extractor=dict(
         roi_layer=dict(output_size=14),
         out_channels=1024),     # layer3 of ResNet-50

@@ -43,6 +43,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from ..errors import FastloadError, UsageError
+from ..models.checkpoint import blurpool_to_build
 from ..models.networks import NETWORKS, archs_of
 from ..models.resnet import build_resnet
 from ..voc import OTHER_ACTION, VOC_ACTIONS
@@ -323,20 +324,21 @@ class ResNetPart(BaseModule):
     `load_resnet_weights`: a checkpoint of another network, a missing or mis-shaped key, or a BlurPool setting other
     than the checkpoint's is a FastloadError naming the checkpoint). 'random' keeps torchvision's initialisation.
 
-    blurpool: build with fastload's BlurPool, as the checkpoint was pre-trained (its recipe's `blurpool`; the blur is
-    not in the state dict, and must be there before the optimizer collects the parameters, so it is a setting).
+    blurpool: build with fastload's BlurPool; None (the default): as the checkpoint records it (its recipe's
+    `blurpool`: the blur is not in the state dict, so it is read when the network is built); True/False: as set,
+    checked against the checkpoint.
     norm_eval: every BatchNorm keeps the pre-trained statistics (eval mode, also while training) and its affine
     weights fixed: He et al. 2016 (appendix A) fix BN when fine-tuning for detection, as mmdet's C4 recipe does
     (norm_eval=True, norm_cfg requires_grad=False).
     """
 
-    def __init__(self, arch: str, checkpoint, children: tuple, owner: str, blurpool: bool = False,
+    def __init__(self, arch: str, checkpoint, children: tuple, owner: str, blurpool=None,
                  norm_eval: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if arch not in archs_of("resnet"):
             raise UsageError(f"{owner}: unknown ResNet '{arch}': choose one of {', '.join(archs_of('resnet'))}")
         self.arch, self.checkpoint, self.owner = arch, checkpoint, owner
-        self.blurpool, self.norm_eval = bool(blurpool), bool(norm_eval)
+        self.blurpool, self.norm_eval = blurpool_to_build(blurpool, checkpoint), bool(norm_eval)
         net = build_resnet(arch, num_classes=1, blurpool=self.blurpool)
         self.res5_channels = net.fc.in_features  # 512 (BasicBlock) / 2048 (Bottleneck); layer3 has half
         for name in children:
@@ -371,15 +373,15 @@ class FastloadResNetC4(ResNetPart):
         arch (str): 'resnet18' or 'resnet50'; must match the checkpoint's.
         checkpoint (str | None): a fastload ResNet checkpoint (RUN/last.pt), or 'random'; None (filled in by
             `fastload transfer --checkpoint`) is an error when the weights are initialised. Defaults to None.
-        blurpool (bool): fastload's BlurPool, as the checkpoint's recipe had it (checked); the region head takes
-            the same. Defaults to False.
+        blurpool (bool | None): fastload's BlurPool; None: as the checkpoint records it; True/False: as set
+            (checked against the checkpoint). The region head takes the same. Defaults to None.
         frozen_stages (int): stages kept fixed, counted as mmdet's ResNet counts them: -1 none, 0 the stem (conv1,
             bn1), 1 the stem and layer1 (mmdet's C4 default, Detectron's FREEZE_AT 2), ... 3 the whole trunk.
             Defaults to 1.
         norm_eval (bool): BatchNorm frozen at its pre-trained statistics (see `ResNetPart`). Defaults to True.
     """
 
-    def __init__(self, arch: str = "resnet50", checkpoint=None, blurpool: bool = False, frozen_stages: int = 1,
+    def __init__(self, arch: str = "resnet50", checkpoint=None, blurpool=None, frozen_stages: int = 1,
                  norm_eval: bool = True, init_cfg=None):
         super().__init__(arch, checkpoint, RESNET_TRUNK, "FastloadResNetC4 backbone", blurpool, norm_eval, init_cfg)
         if not -1 <= int(frozen_stages) <= len(RESNET_STAGES):
@@ -401,7 +403,7 @@ class ResNetRes5Head(ResNetPart):
     of the C4 split (mmdet's ResLayer shared head + BBoxHead with_avg_pool). (N, C, 14, 14) RoI features -> layer4
     (stride 2, 7x7) -> (N, 512) for ResNet-18, (N, 2048) for ResNet-50. Arguments as `ResNetPart`."""
 
-    def __init__(self, arch: str, checkpoint=None, blurpool: bool = False, norm_eval: bool = True,
+    def __init__(self, arch: str, checkpoint=None, blurpool=None, norm_eval: bool = True,
                  owner: str = "ResNetRes5Head"):
         super().__init__(arch, checkpoint, RESNET_RES5, owner, blurpool, norm_eval)
         self.out_channels = self.res5_channels

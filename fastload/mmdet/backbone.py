@@ -32,6 +32,7 @@ from ..errors import FastloadError, UsageError
 from ..models.build import build_model
 from ..models.checkpoint import checkpoint_network, load_checkpoint
 from ..models.networks import archs_of
+from ..transfer import RANDOM_INIT
 
 CHECKPOINT_KEYS = {
     "alexnet_caffe": {name: name for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")},
@@ -39,8 +40,6 @@ CHECKPOINT_KEYS = {
                    "conv5": "features.10", "fc6": "classifier.1", "fc7": "classifier.4"},
 }
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-# the checkpoint value that means "no pre-training": random init, for from-scratch baselines only
-RANDOM_INIT = "random"
 # prefixes that DistributedDataParallel and torch.compile put in front of state-dict keys
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 

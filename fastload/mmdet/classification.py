@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import FastloadError, UsageError
 from ..models.build import build_model
+from ..models.checkpoint import blurpool_to_build
 from ..models.networks import network
 from .backbone import CHECKPOINT_KEYS, _require_checkpoint, load_pretrained_layers
 from .resnet import load_resnet_weights
@@ -181,8 +182,8 @@ class FastloadImageClassifier(BaseModel):
         checkpoint (str | None): fastload checkpoint (RUN/last.pt), filled in by `fastload transfer --checkpoint`,
             or 'random' for a network trained from scratch; None is an error at weight initialisation.
         new_fc_std (float): standard deviation of the new last layer's Gaussian weights (BVLC's 0.01); bias 0.
-        blurpool (bool): ResNets only: build the network with fastload's BlurPool, as the checkpoint's recipe was
-            (a mismatch is an error at weight initialisation). Defaults to False.
+        blurpool (bool | None): ResNets only: build the network with fastload's BlurPool. None: as the checkpoint
+            records it; True/False: as set (a mismatch is an error at weight initialisation). Defaults to None.
         frozen_layers (sequence of str): pre-trained layers kept fixed: AlexNet's conv1 .. fc7, a ResNet's conv1,
             bn1, layer1 .. layer4. Their parameters get requires_grad=False (autograd computes no gradient below the
             lowest trained layer, so freezing everything up to fc7 makes a linear probe cost a forward pass) and
@@ -192,7 +193,7 @@ class FastloadImageClassifier(BaseModel):
     """
 
     def __init__(self, arch: str = "alexnet_caffe", num_classes: int = 397, checkpoint=None,
-                 new_fc_std: float = 0.01, blurpool: bool = False, frozen_layers=(), data_preprocessor=None,
+                 new_fc_std: float = 0.01, blurpool=None, frozen_layers=(), data_preprocessor=None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.network_record = network(arch, error=UsageError)
@@ -202,7 +203,9 @@ class FastloadImageClassifier(BaseModel):
         self.num_classes = int(num_classes)
         self.checkpoint = checkpoint
         self.new_fc_std = float(new_fc_std)
-        self.net = build_model(self.arch, self.num_classes, blurpool=blurpool)
+        if self.network_record.blurpool:  # a network that may have been pre-trained with BlurPool
+            blurpool = blurpool_to_build(blurpool, checkpoint)
+        self.net = build_model(self.arch, self.num_classes, blurpool=bool(blurpool))
         # the net now ends below its classifier: an AlexNet at fc7 (after its ReLU and dropout), a ResNet at the
         # pooled layer4 features
         self.new_fc_name = self.network_record.classifier_name

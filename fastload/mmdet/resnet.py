@@ -30,10 +30,12 @@ from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
 
 from ..errors import FastloadError, UsageError
-from ..models.checkpoint import checkpoint_blurpool, checkpoint_meta, checkpoint_network, load_checkpoint
+from ..models.checkpoint import (blurpool_to_build, checkpoint_blurpool, checkpoint_meta, checkpoint_network,
+                                 load_checkpoint)
 from ..models.networks import archs_of
 from ..models.resnet import BlurPoolConv2d, apply_blurpool, build_resnet
-from .backbone import RANDOM_INIT, _require_checkpoint, _strip_wrapper_prefixes
+from ..transfer import RANDOM_INIT
+from .backbone import _require_checkpoint, _strip_wrapper_prefixes
 
 # the checkpoint keys a backbone has no place for: torchvision's ImageNet classifier
 CLASSIFIER_PREFIX = "fc."
@@ -74,7 +76,8 @@ def check_blurpool(module: nn.Module, blurpool: bool, checkpoint, owner: str) ->
     built = "with" if any(convs.values()) else "without"
     raise FastloadError(
         f"checkpoint {checkpoint} was pre-trained {'with' if blurpool else 'without'} BlurPool (its recipe's "
-        f"blurpool: {blurpool}) but the {owner} is built {built} it: build it with blurpool={blurpool} "
+        f"blurpool: {blurpool}) but the {owner} is built {built} it: leave blurpool unset to follow the checkpoint, "
+        f"or build it with blurpool={blurpool} "
         f"(--cfg-options model.backbone.blurpool={blurpool} for the detection and R*CNN configs, "
         f"model.blurpool={blurpool} for SUN-CLS)")
 
@@ -105,24 +108,32 @@ def load_resnet_weights(module: nn.Module, checkpoint: str, arch: str, owner: st
     return sorted(k for k in state if k not in wanted)
 
 
+def pretrained_checkpoint(init_cfg):
+    """The checkpoint a FastloadPretrained entry of `init_cfg` (a dict or a list of them) loads, else None."""
+    entries = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    return next((entry.get("checkpoint") for entry in entries
+                 if isinstance(entry, dict) and entry.get("type") == "FastloadPretrained"), None)
+
+
 @MODELS.register_module()
 class FastloadResNet(ResNet):
     """mmdet's ResNet, optionally with fastload's BlurPool (the convolutions a fastload ResNet pre-trained with
     `blurpool: true` blurs). Load a fastload checkpoint with init_cfg=dict(type='FastloadPretrained', checkpoint=...).
 
     Args:
-        blurpool (bool): blur the input of every strided conv with >= 16 input channels, as fastload's pre-training
-            does with BlurPool; must match the checkpoint's recipe (FastloadPretrained checks). Defaults to False.
+        blurpool (bool | None): blur the input of every strided conv with >= 16 input channels, as fastload's
+            pre-training does with BlurPool. None: as the checkpoint of init_cfg (FastloadPretrained) records it;
+            True/False: as set, which must match the checkpoint (FastloadPretrained checks). Defaults to None.
         Other arguments as mmdet's ResNet; style must be 'pytorch' (torchvision's ResNets: the stride is on the
         3x3 conv).
     """
 
-    def __init__(self, depth, blurpool: bool = False, style: str = "pytorch", **kwargs):
+    def __init__(self, depth, blurpool=None, style: str = "pytorch", **kwargs):
         if style != "pytorch":
             raise UsageError(f"FastloadResNet: style '{style}': fastload's ResNets are torchvision's, style "
                              "'pytorch' (the stride on the 3x3 conv)")
         super().__init__(depth, style=style, **kwargs)
-        self.blurpool = bool(blurpool)
+        self.blurpool = blurpool_to_build(blurpool, pretrained_checkpoint(kwargs.get("init_cfg")))
         if self.blurpool:
             apply_blurpool(self)
             self._freeze_stages()  # a blurred copy of a frozen conv starts with requires_grad=True

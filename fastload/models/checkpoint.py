@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import FastloadError
+from ..transfer import RANDOM_INIT
 from .build import build_model
 from .networks import Network, network
 
@@ -61,6 +62,18 @@ def checkpoint_blurpool(meta: dict) -> bool:
     """Whether the run that wrote the checkpoint trained with BlurPool (its recipe's `blurpool`; absent: no)."""
     recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
     return bool(recipe.get("blurpool"))
+
+
+def blurpool_to_build(blurpool, checkpoint) -> bool:
+    """The BlurPool setting to build a network with: `blurpool` where a config sets it (True/False; the weights'
+    loader then checks it against the checkpoint), else (None) as the checkpoint records it. The blur is not in the
+    state dict and must exist before the optimizer collects the parameters, so it is read when the network is built;
+    no checkpoint yet (None, filled in later) or 'random' builds without it."""
+    if blurpool is not None:
+        return bool(blurpool)
+    if checkpoint in (None, RANDOM_INIT):
+        return False
+    return checkpoint_blurpool(load_checkpoint(checkpoint))
 
 
 def load_checkpoint_model(path):

@@ -30,9 +30,8 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=True,
         style='pytorch',
-        # train/resnet*.yaml pre-train with BlurPool (FFCV's use_blurpool 1); a checkpoint without it (e.g.
-        # train/smoke_resnet18.yaml) needs --cfg-options model.backbone.blurpool=False (a mismatch is an error)
-        blurpool=True,
+        # BlurPool (train/resnet*.yaml pre-train with it, FFCV's use_blurpool 1) as the checkpoint records it;
+        # blurpool=True/False would set it, checked against the checkpoint
         # filled from the top-level `checkpoint` ('random': torchvision's initialisation)
         init_cfg=dict(type='FastloadPretrained', checkpoint=None)),
     neck=dict(

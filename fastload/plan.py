@@ -105,6 +105,13 @@ class Kind:
                                          # top-1) and its arch the network of every number of the run
     report: str = None                   # the report section that reads its records (REPORT_SECTIONS)
     label: str = None                    # the report's name of the protocol (a transfer-suite kind)
+    # how it follows the run's network
+    network_free: bool = False           # its output is the same for every network (a manifest may be shared by
+                                         # runs of several): the step records no arch
+    # how `--arch` (with_arch) maps an evaluation of this kind to another network: 'config': its transfer config to
+    # that network's counterpart (the network's plan variant); 'checkpoint': it reads the network, its feature
+    # layer and crop from the checkpoint, so network-specific args are refused; None: a user's command, as written
+    with_arch: str = "checkpoint"
 
 
 # The report's sections that read the records of the kinds that name them (Kind.report), beyond the numbers table.
@@ -123,7 +130,8 @@ KINDS = {
     "compile_cls": Kind(("fastload", "compile", "cls", "{layout}", "{root}", "{out}", "{args*}"),
                         result=COMPILE_FILE),
     # a manifest named in the plan's manifest list (datasets/paper_manifests.yaml), or an inline selection
-    "manifest": Kind(("fastload", "subset", "--index", f"{{compiled}}/{index_name('train')}", "{manifest_args*}")),
+    "manifest": Kind(("fastload", "subset", "--index", f"{{compiled}}/{index_name('train')}", "{manifest_args*}"),
+                     network_free=True),
     "pretrain": Kind(("fastload", "pretrain", "--recipe", "{recipe}", "--manifest", "{manifest}",
                       "--beton", f"{{compiled}}/{beton_name('train')}",
                       "--val-beton", f"{{compiled}}/{beton_name('val')}",
@@ -133,7 +141,7 @@ KINDS = {
                       "--seeds", "{seeds*}", "--cfg-options", "data_root={data_root}", "{args*}"),
                      result="summary.json", evaluation=True, required=frozenset({"config", "data"}),
                      allowed=frozenset({"data_root", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
-                     price="config"),
+                     price="config", with_arch="config"),
     "imagenet_cls": Kind(("fastload", "imagenet-cls", "--checkpoint", "{checkpoint}", "--beton-dir", "{compiled}",
                           "--seed", "{seed}", "--out", "{out}/summary.json", "{args*}"),
                          result="summary.json", evaluation=True, metric="top1", seeded=True),
@@ -166,7 +174,7 @@ KINDS = {
     # any command of the user's (an argv template in the evaluation's `command`)
     "shell": Kind((), result="summary.json", evaluation=True, required=frozenset({"command"}),
                   allowed=frozenset({"result", "group_seeds"}), metric="mean", per_seed="runs", seeded=True,
-                  gpus=0, price="measured"),
+                  gpus=0, price="measured", with_arch=None),
 }
 EVAL_KINDS = sorted(k for k, kind in KINDS.items() if kind.evaluation)
 
@@ -333,7 +341,8 @@ def with_arch(plan: Plan, arch: str = None) -> Plan:
     evaluations = {}
     for name, ev in plan.evaluations.items():
         where = f"evaluations.{name}"
-        if ev.kind == "transfer":
+        mapping = KINDS[ev.kind].with_arch
+        if mapping == "config":
             if ev.config not in variant.configs:
                 _fail(plan.path, f"{where}.config", f"--arch {arch}: {ev.config!r} has no {label} "
                                                     f"counterpart in fastload.models.networks.NETWORKS (mapped: "
@@ -344,11 +353,11 @@ def with_arch(plan: Plan, arch: str = None) -> Plan:
                                     f"counterpart of {ev.config}, evaluation {name} of plan {plan.path}; "
                                     "fastload.models.networks.NETWORKS)")
             ev = replace(ev, config=variant.configs[ev.config])
-        elif ev.kind != "shell":
+        elif mapping == "checkpoint":
             # the analyses take the network, its feature layer and its crop from the checkpoint
             _refuse_args(plan.path, f"{where}.args", ev.args, ARCH_SPECIFIC_ARGS["analysis"], arch)
         evaluations[name] = ev
-    configs = sorted({ev.config for ev in evaluations.values() if ev.kind == "transfer"})
+    configs = sorted({ev.config for ev in evaluations.values() if KINDS[ev.kind].with_arch == "config"})
     note = (f"Here with {label} in place of AlexNet (`--arch {arch}`): every run pre-trains with "
             f"train/{variant.recipe}.yaml on {variant.gpus} GPU(s)"
             + (f"; transfers with {', '.join(configs)}" if configs else "")
@@ -746,7 +755,7 @@ def _run_steps(plan, run, where, existing):
         for seeds in ([ev.seeds] if ev.group_seeds else [[seed] for seed in ev.seeds]):
             steps.append(_eval_step(plan, run, ev, seeds, where))
     for step in steps:
-        if step.kind != "manifest":   # a manifest step may be shared by runs of several networks
+        if not KINDS[step.kind].network_free:
             step.arch = pre.arch      # the network each number of the run comes from
     return steps
 

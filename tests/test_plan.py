@@ -10,8 +10,8 @@ import yaml
 from fastload.errors import FastloadError, UsageError
 from fastload.launchers import launch_argv
 from fastload import report
-from fastload.plan import (EVAL_KEYS, EVAL_KINDS, KINDS, STEPS_FILE, TAGS, build_steps, expand_template, load_plan,
-                           parse_data_roots, read_steps, read_steps_file, select_steps, write_steps)
+from fastload.plan import (EVAL_KEYS, EVAL_KINDS, KINDS, REPORT_SECTIONS, STEPS_FILE, TAGS, build_steps, expand_template,
+                           load_plan, parse_data_roots, read_steps, read_steps_file, select_steps, write_steps)
 from fastload.resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}
@@ -120,6 +120,8 @@ def test_every_evaluation_kind_is_one_table_entry():
         assert kind.required <= set(EVAL_KEYS) and kind.allowed <= set(EVAL_KEYS), name
         assert kind.command or name == "shell", name   # shell takes its command from the evaluation
         assert not (kind.evaluation and kind.seeded is False and "group_seeds" in kind.allowed), name
+        assert kind.with_arch in ("config", "checkpoint", None), name
+        assert kind.report in (None, *REPORT_SECTIONS), name
     assert set(EVAL_KINDS) == {"transfer", "imagenet_cls", "induction", "coarse_fine", "shell", "subpop", "probe",
                                "finetune"}
     assert set(report.FIGURES) | set(report.TABLES) | {"control"} == set(TAGS)

@@ -10,8 +10,9 @@ import yaml
 from fastload.errors import FastloadError, UsageError
 from fastload.launchers import launch_argv
 from fastload import report
-from fastload.plan import (EVAL_KEYS, EVAL_KINDS, KINDS, REPORT_SECTIONS, STEPS_FILE, TAGS, build_steps, expand_template,
-                           load_plan, parse_data_roots, read_steps, read_steps_file, select_steps, write_steps)
+from fastload.plan import (EVAL_KEYS, EVAL_KINDS, KINDS, REPORT_SECTIONS, STEPS_FILE, TAGS, build_steps,
+                           expand_template, load_plan, parse_data_roots, read_steps, read_steps_file, select_steps,
+                           write_steps)
 from fastload.resources import DATASETS_DIR, TRANSFER_CONFIGS_DIR
 
 ROOTS = {"imagenet": "/data/imagenet", "voc": "/data/voc", "sun": "/data/sun"}

@@ -156,7 +156,7 @@ def test_fc8_retraining_changes_only_fc8_and_learns():
     torch.manual_seed(0)
     model = build_model("alexnet_caffe", 10, dropout=0.0)
     before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc8")}
-    fc8 = replace_fc8(model, 3, seed=0)
+    fc8 = replace_fc8(model, "alexnet_caffe", 3, seed=0)
     assert model.fc8 is fc8 and fc8.out_features == 3
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc8.weight", "fc8.bias"]
     images = torch.randn(12, 3, 67, 67)
@@ -289,7 +289,7 @@ def test_resnet_pooled_features_and_a_new_fc_on_frozen_layers():
     with pytest.raises(UsageError, match="not a node of ResNet"):
         collect_outputs(model, [(images, labels)], 6, layer="fc7")
 
-    fc = replace_fc8(model, 3, seed=0)
+    fc = replace_fc8(model, "resnet18", 3, seed=0)
     assert model.fc is fc and [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
     stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     batches = [(images[:3], torch.tensor([0, 1, 2])), (images[3:], torch.tensor([0, 1, 2]))]

@@ -20,37 +20,23 @@ from ..errors import FastloadError, UsageError
 from ..files import write_json
 
 
-def fc8_of(model):
-    parent, name = fc8_slot(model)
-    return getattr(parent, name)
-
-
-def fc8_slot(model):
-    """(parent module, attribute name) of the last linear layer: fc8 of either fastload AlexNet, a torchvision
-    ResNet's fc."""
-    if hasattr(model, "fc8"):
-        return model, "fc8"
-    if hasattr(model, "classifier"):
-        return model.classifier, str(len(model.classifier) - 1)
-    if hasattr(model, "fc"):
-        return model, "fc"
-    raise FastloadError(f"{type(model).__name__} has no fc8, classifier or fc: not a network fastload trains")
-
-
-def replace_fc8(model, num_classes: int, seed: int = 0):
-    """Freeze every parameter, then put a fresh trainable Linear(4096, num_classes) in fc8's place; returns it."""
+def replace_fc8(model, arch: str, num_classes: int, seed: int = 0):
+    """Freeze every parameter, then put a fresh trainable Linear(features, num_classes) in the place of network
+    `arch`'s classifier (its record's classifier slot: AlexNet's fc8, a ResNet's fc); returns it."""
     import torch
     from torch import nn
+
+    from ..models.networks import network
     for p in model.parameters():
         p.requires_grad = False
-    parent, name = fc8_slot(model)
-    old = getattr(parent, name)
+    slot = network(arch).classifier
+    old = model.get_submodule(slot)
     generator = torch.Generator().manual_seed(seed)
     fc8 = nn.Linear(old.in_features, num_classes)
     with torch.no_grad():  # BVLC's fc8 initialisation: N(0, 0.01), zero bias
         fc8.weight.copy_(torch.randn(fc8.weight.shape, generator=generator) * 0.01)
         fc8.bias.zero_()
-    setattr(parent, name, fc8)
+    model.set_submodule(slot, fc8)
     return fc8
 
 
@@ -103,19 +89,20 @@ def evaluate_topk(model, batches, device, ks=(1, 5)) -> dict:
     of outputs: with fewer than 5 outputs there is no top5 key (top-5 of 3 classes would be a certain hit)."""
     import torch
     model.to(device).eval()
-    ks = [k for k in ks if k <= fc8_of(model).out_features]
-    hits, n = {k: 0 for k in ks}, 0
+    hits, n = None, 0
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for images, labels in batches:
             images, labels = images.to(device), labels.to(device).reshape(-1)
             logits = model(images if device.type == "cuda" else images.float()).float()
-            top = logits.topk(max(ks), dim=1).indices
-            for k in ks:
+            if hits is None:  # the k's that the number of outputs allows
+                hits = {k: 0 for k in ks if k <= logits.shape[1]}
+            top = logits.topk(max(hits), dim=1).indices
+            for k in hits:
                 hits[k] += (top[:, :k] == labels[:, None]).any(dim=1).sum().item()
             n += len(labels)
     if n == 0:
         raise FastloadError("the val loader yielded no images")
-    return {f"top{k}": hits[k] / n for k in ks} | {"val_images": n}
+    return {f"top{k}": hits[k] / n for k in hits} | {"val_images": n}
 
 
 def imagenet_cls(checkpoint, beton_dir, *, epochs: int = 10, max_iters: int = 0, lr: float = 0.01,
@@ -168,7 +155,7 @@ def train_and_evaluate(model, meta, betons, indexes, ex, kw, *, seed, epochs, ma
     from ..loader import make_loader
     from .features import feature_layer, identity_lookup
     num_classes = indexes["train"].num_classes
-    fc8 = replace_fc8(model, num_classes, seed)
+    fc8 = replace_fc8(model, meta["arch"], num_classes, seed)
     loaders = {s: make_loader(str(betons[s]), np.arange(len(indexes[s]), dtype=np.int64),
                               identity_lookup(num_classes), kw["batch_size"], kw["resolution"], train=(s == "train"),
                               device=str(ex.device), num_workers=ex.num_workers, seed=seed) for s in betons}

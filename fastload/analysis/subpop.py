@@ -59,7 +59,7 @@ def subpop(checkpoint, beton_dir, breeds: str = "living17", *, epochs: int = 10,
         raise UsageError(f"--batch-size {batch_size} is more than the {len(train_rows)} train images of the "
                          f"{breeds} source subclasses: lower --batch-size")
     model, meta = load_model(checkpoint)
-    fc8 = replace_fc8(model, len(superclasses), seed)
+    fc8 = replace_fc8(model, meta["arch"], len(superclasses), seed)
     kw = ex.loader_kwargs(meta)
 
     def loader(split, lookup, train):

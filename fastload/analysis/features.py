@@ -14,6 +14,7 @@ import torch
 
 from ..errors import FastloadError, UsageError
 from ..files import reserve_space
+from ..models.checkpoint import trained_settings
 from ..models.networks import NETWORKS, network
 
 FEATURE_DTYPE = np.float16
@@ -44,9 +45,9 @@ def extraction(batch_size: int, resolution: int, device: str, num_workers: int) 
 def default_resolution(meta: dict) -> int:
     """The checkpoint's own validation crop (its recipe's val_res), else the one its architecture was designed
     for (its record's val_res: 227 for BVLC AlexNet, 224 for torchvision's networks)."""
-    recipe = meta.get("recipe") or {}
-    if isinstance(recipe, dict) and int(recipe.get("val_res") or 0) > 0:
-        return int(recipe["val_res"])
+    val_res = int(trained_settings(meta).get("val_res") or 0)
+    if val_res > 0:
+        return val_res
     return network(meta["arch"]).val_res
 
 

@@ -58,10 +58,15 @@ def checkpoint_network(ckpt: dict, path) -> Network:
         raise FastloadError(f"checkpoint {path}: {e}") from None
 
 
+def trained_settings(meta: dict) -> dict:
+    """The recipe settings the run trained with (the checkpoint's 'recipe': every setting of fastload.recipe,
+    resolved); {} for a checkpoint without them."""
+    return meta["recipe"] if isinstance(meta.get("recipe"), dict) else {}
+
+
 def checkpoint_blurpool(meta: dict) -> bool:
     """Whether the run that wrote the checkpoint trained with BlurPool (its recipe's `blurpool`; absent: no)."""
-    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
-    return bool(recipe.get("blurpool"))
+    return bool(trained_settings(meta).get("blurpool"))
 
 
 def blurpool_to_build(blurpool, checkpoint) -> bool:

@@ -5,9 +5,9 @@ def configure(p):
     p.add_argument("--plan", default="paper", help="'paper', 'demo' or a plan YAML file (default: paper)")
     p.add_argument("--arch", default=None, metavar="NET",
                    help="run the plan with this network instead of its AlexNet: resnet50 or resnet18 "
-                        "(fastload.plan.ARCH_VARIANTS: FFCV's 16-epoch recipe and the ResNet transfer configs); "
-                        "the plan is then named PLAN_NET. One --out holds one network's study (default: the plan "
-                        "as written)")
+                        "(its record in fastload.models.networks: FFCV's 16-epoch recipe and the ResNet transfer "
+                        "configs); the plan is then named PLAN_NET. One --out holds one network's study (default: "
+                        "the plan as written)")
     p.add_argument("--data", nargs="+", metavar="ROOT",
                    help="a folder holding imagenet/ voc/ sun/, or KEY=PATH for each data key of the plan")
     p.add_argument("--synth", action="store_true",

@@ -18,7 +18,8 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import fastload.mmdet  # noqa: E402,F401  (registrations)
 from fastload.errors import FastloadError  # noqa: E402
-from fastload.mmdet.action import ACTIONS, action_ap, candidate_regions, secondary_at_test, voc_ap  # noqa: E402
+from fastload.voc import VOC_ACTIONS  # noqa: E402
+from fastload.mmdet.action import action_ap, candidate_regions, secondary_at_test, voc_ap  # noqa: E402
 from fastload.models.build import build_model  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
 from fastload.transfer import (apply_config_variables, fingerprint_file, load_config, run_inputs,  # noqa: E402
@@ -313,7 +314,7 @@ def test_action_dataset_reads_people_and_actions(voc_root):
         xml = ET.parse(voc_root / "VOC2012" / "Annotations" / f"{ids[i]}.xml")
         people = [o for o in xml.findall("object") if o.find("actions") is not None]
         assert [inst["actions"] for inst in info["instances"]] == \
-            [[int(p.find(f"actions/{a}").text) for a in ACTIONS] for p in people]
+            [[int(p.find(f"actions/{a}").text) for a in VOC_ACTIONS] for p in people]
         assert [inst["bbox"] for inst in info["instances"]] == \
             [[int(p.find(f"bndbox/{k}").text) - 1 for k in ("xmin", "ymin", "xmax", "ymax")] for p in people]
 
@@ -360,7 +361,7 @@ def test_action_runs_end_to_end_and_summarises_seeds(voc_root, checkpoints, tmp_
     summary = transfer(ACT_CONFIG, checkpoints["alexnet_caffe"], work, options, seeds=[0, 1])
     assert summary["metric"] == "voc_action/mAP" and summary["n"] == 2
     result = json.loads((work / "seed_0" / "result.json").read_text())
-    assert set(result["metrics"]) >= {f"voc_action/AP_{a}" for a in ACTIONS} and 0.0 <= result["value"] <= 1.0
+    assert set(result["metrics"]) >= {f"voc_action/AP_{a}" for a in VOC_ACTIONS} and 0.0 <= result["value"] <= 1.0
     assert [r["value"] for r in summary["runs"]] == [result["value"], 0.25]
     assert summary["mean"] == pytest.approx(np.mean([result["value"], 0.25]))
     assert summary["std"] == pytest.approx(np.std([result["value"], 0.25], ddof=1))

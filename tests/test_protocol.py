@@ -19,7 +19,8 @@ from mmengine.structures import InstanceData  # noqa: E402
 import fastload.mmdet  # noqa: E402,F401  (registrations)
 from fastload.errors import FastloadError  # noqa: E402
 from fastload.mmdet import action  # noqa: E402
-from fastload.mmdet.action import (ACTIONS, ALL_ACTIONS, action_label, candidate_regions,  # noqa: E402
+from fastload.voc import VOC_ACTIONS  # noqa: E402
+from fastload.mmdet.action import (ALL_ACTIONS, action_label, candidate_regions,  # noqa: E402
                                    sample_primary, sample_secondary, secondary_at_test)
 from fastload.mmdet.backbone import fc6_fc7  # noqa: E402
 from fastload.resources import TRANSFER_CONFIGS_DIR  # noqa: E402
@@ -138,8 +139,8 @@ def test_secondary_regions_fill_up_with_replacement_and_drop_empty_primaries():
 def test_a_persons_class_is_its_first_action_or_other():
     flags = [0] * len(ALL_ACTIONS)
     assert action_label(flags) == ALL_ACTIONS.index("other")
-    flags[ACTIONS.index("reading")] = flags[ACTIONS.index("walking")] = 1
-    assert action_label(flags) == ACTIONS.index("reading")
+    flags[VOC_ACTIONS.index("reading")] = flags[VOC_ACTIONS.index("walking")] = 1
+    assert action_label(flags) == VOC_ACTIONS.index("reading")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def rstarcnn():
 def _sample(boxes, labels, width=128, height=96):
     from mmdet.structures import DetDataSample
     sample = DetDataSample(metainfo=dict(img_shape=(height, width), scale_factor=(1.0, 1.0)))
-    flags = torch.nn.functional.one_hot(torch.tensor(labels), len(ALL_ACTIONS))[:, :len(ACTIONS)].float()
+    flags = torch.nn.functional.one_hot(torch.tensor(labels), len(ALL_ACTIONS))[:, :len(VOC_ACTIONS)].float()
     sample.gt_instances = InstanceData(bboxes=torch.tensor(boxes), action_labels=torch.tensor(labels),
                                        actions=flags)
     return sample
@@ -179,8 +180,8 @@ def test_rstarcnn_scores_people_by_the_softmax_with_or_without_secondary_regions
         band = [i for i, c in enumerate(candidates.tolist()) if 0.2 <= iou(person[0], c) <= 0.75]
         assert band == [0, 1]
         secondary = model.secondary_cls(model._region_features(feats, [candidates[band]])).max(dim=0).values
-    expected = torch.stack([(primary[0] + secondary).softmax(0), primary[1].softmax(0)])[:, :len(ACTIONS)]
-    assert scores.shape == (2, len(ACTIONS)) and torch.allclose(scores, expected, atol=1e-6)
+    expected = torch.stack([(primary[0] + secondary).softmax(0), primary[1].softmax(0)])[:, :len(VOC_ACTIONS)]
+    assert scores.shape == (2, len(VOC_ACTIONS)) and torch.allclose(scores, expected, atol=1e-6)
     assert bool((scores.sum(dim=1) < 1).all())  # 'other' holds the rest of the probability
 
 

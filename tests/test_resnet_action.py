@@ -15,7 +15,8 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import fastload.mmdet  # noqa: E402,F401  (registrations)
 from fastload.errors import FastloadError, UsageError  # noqa: E402
-from fastload.mmdet.action import ACTIONS, RESNET_RES5, RESNET_TRUNK  # noqa: E402
+from fastload.voc import VOC_ACTIONS  # noqa: E402
+from fastload.mmdet.action import RESNET_RES5, RESNET_TRUNK  # noqa: E402
 from fastload.models.build import build_model  # noqa: E402
 from fastload.models.checkpoint import load_checkpoint_model  # noqa: E402
 from fastload.models.resnet import BlurPoolConv2d  # noqa: E402
@@ -220,7 +221,7 @@ def test_r18_config_trains_and_validates(voc_root, checkpoints, tmp_path):
     assert summary["metric"] == "voc_action/mAP" and 0.0 <= summary["mean"] <= 1.0
     result = json.loads((tmp_path / "seed_0" / "result.json").read_text())
     aps = {k[len("voc_action/AP_"):]: v for k, v in result["metrics"].items() if k.startswith("voc_action/AP_")}
-    assert result["metrics"]["iter"] == iters and aps and set(aps) <= set(ACTIONS)  # the actions val has
+    assert result["metrics"]["iter"] == iters and aps and set(aps) <= set(VOC_ACTIONS)  # the actions val has
     assert result["value"] == pytest.approx(sum(aps.values()) / len(aps))
     trained = load_checkpoint_file(tmp_path / "seed_0" / f"iter_{iters}.pth")["state_dict"]
     reference = torch.load(checkpoint, weights_only=True)["model"]

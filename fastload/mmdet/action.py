@@ -51,8 +51,7 @@ from .backbone import _require_checkpoint, fc6_fc7, load_pretrained_layers
 from .resnet import load_resnet_weights
 from .voc import check_image, parse_xml, read_box, read_image_list, read_size, report_problems
 
-ACTIONS = VOC_ACTIONS  # the 10 scored actions
-ALL_ACTIONS = ACTIONS + (OTHER_ACTION,)  # R*CNN's 11 softmax classes
+ALL_ACTIONS = VOC_ACTIONS + (OTHER_ACTION,)  # R*CNN's 11 softmax classes: the 10 scored actions, then 'other'
 
 
 # ---------------------------------------------------------------- metric
@@ -102,10 +101,10 @@ class VOCActionMetric(BaseMetric):
             self.results.append((scores, labels))
 
     def compute_metrics(self, results: list) -> dict:
-        scores = np.concatenate([r[0] for r in results]).reshape(-1, len(ACTIONS))
-        labels = np.concatenate([r[1] for r in results]).reshape(-1, len(ACTIONS))
+        scores = np.concatenate([r[0] for r in results]).reshape(-1, len(VOC_ACTIONS))
+        labels = np.concatenate([r[1] for r in results]).reshape(-1, len(VOC_ACTIONS))
         out, aps, absent = {}, [], []
-        for k, action in enumerate(ACTIONS):
+        for k, action in enumerate(VOC_ACTIONS):
             gt = np.where(labels[:, k] > 0, 1, -1)
             if not np.any(gt > 0):
                 absent.append(action)
@@ -130,9 +129,10 @@ class VOCActionDataset(BaseDetDataset):
     ann_file: e.g. 'VOC2012/ImageSets/Action/train.txt' (relative to data_root); lines 'IMAGE_ID' (every person
     with <actions> in that image) or 'IMAGE_ID OBJECT_INDEX' (that 1-based object only). data_prefix
     sub_data_root: 'VOC2012/'. Each instance: bbox (0-based x1y1x2y2), bbox_label 0 (person), actions (10 ints 0/1,
-    the devkit's ground truth), action_label (0..10, the softmax class: see `action_label`), object_index. Bad input follows fastload.mmdet.voc's policy (errors naming the file; boxes clipped/skipped).
+    the devkit's ground truth), action_label (0..10, the softmax class: see `action_label`), object_index. Bad input
+    follows fastload.mmdet.voc's policy (errors naming the file; boxes clipped/skipped).
     """
-    METAINFO = {"classes": ("person",), "actions": ACTIONS}
+    METAINFO = {"classes": ("person",), "actions": VOC_ACTIONS}
 
     def load_data_list(self) -> list:
         root = self.data_prefix.get("sub_data_root", "")
@@ -167,7 +167,7 @@ class VOCActionDataset(BaseDetDataset):
             flags = [_action_flag(actions, a, xml_path, index) for a in ALL_ACTIONS]
             box = read_box(obj, xml_path, width, height, index, problems)
             if box is not None:
-                instances.append(dict(bbox=box, bbox_label=0, ignore_flag=0, actions=flags[:len(ACTIONS)],
+                instances.append(dict(bbox=box, bbox_label=0, ignore_flag=0, actions=flags[:len(VOC_ACTIONS)],
                                       action_label=action_label(flags), object_index=index))
         missing = sorted(chosen - {inst["object_index"] for inst in instances})
         if missing:
@@ -204,7 +204,7 @@ class LoadActionAnnotations(LoadAnnotations):
     def transform(self, results: dict) -> dict:
         results = super().transform(results)
         actions = [inst["actions"] for inst in results.get("instances", [])]
-        results["gt_actions"] = np.asarray(actions, dtype=np.float32).reshape(-1, len(ACTIONS))
+        results["gt_actions"] = np.asarray(actions, dtype=np.float32).reshape(-1, len(VOC_ACTIONS))
         labels = [inst["action_label"] for inst in results.get("instances", [])]
         results["gt_action_labels"] = np.asarray(labels, dtype=np.int64)
         return results
@@ -576,5 +576,5 @@ class RStarCNN(BaseDetector):
             if rescale and "scale_factor" in sample.metainfo:
                 boxes = boxes / boxes.new_tensor(sample.metainfo["scale_factor"]).repeat(2)
             probs = logit.softmax(dim=1)
-            sample.pred_instances = InstanceData(bboxes=boxes, action_scores=probs[:, :len(ACTIONS)])
+            sample.pred_instances = InstanceData(bboxes=boxes, action_scores=probs[:, :len(VOC_ACTIONS)])
         return batch_data_samples

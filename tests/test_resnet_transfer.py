@@ -321,3 +321,31 @@ def test_frozen_layers_keep_their_values_and_get_no_gradient(arch, checkpoints):
     assert not torch.equal(after[f"{model.new_fc_name}.weight"], before[f"{model.new_fc_name}.weight"])
     with pytest.raises(UsageError, match=r"'layer5', 'fc8' are not layers of resnet18: choose from conv1, bn1"):
         MODELS.build(dict(type="FastloadImageClassifier", arch="resnet18", frozen_layers=["layer1", "layer5", "fc8"]))
+
+
+def test_a_new_resnet_depth_is_one_record(monkeypatch, tmp_path):
+    """A network is its record: with a ResNet-34 record added to the table (and nothing else), fastload builds it,
+    reads its checkpoint back, gives the analyses its feature layer, and mmdet's backbone and the SUN-CLS classifier
+    load it, with the BlurPool its checkpoint records."""
+    from dataclasses import replace
+
+    from fastload.analysis.features import feature_layer
+    from fastload.mmdet.classification import FastloadImageClassifier
+    from fastload.models import networks
+    from fastload.models.checkpoint import load_checkpoint_model
+    from mmdet.registry import MODELS
+    monkeypatch.setitem(networks.NETWORKS, "resnet34",
+                        replace(networks.NETWORKS["resnet18"], name="resnet34", label="ResNet-34", config_tag="r34",
+                                plan=None))
+    path = save_checkpoint(tmp_path / "r34.pt", "resnet34", blurpool=True)
+    network, meta = load_checkpoint_model(path)
+    assert meta["arch"] == "resnet34" and sum(p.numel() for p in network.parameters()) == 21_288_263
+    assert feature_layer("resnet34") == "flatten"
+    init_default_scope("mmdet")
+    backbone = MODELS.build(dict(type="FastloadResNet", depth=34, out_indices=(0, 1, 2, 3),
+                                 init_cfg=dict(type="FastloadPretrained", checkpoint=str(path))))
+    backbone.init_weights()
+    assert backbone.blurpool and torch.equal(backbone.layer3[5].conv2.weight, network.layer3[5].conv2.weight)
+    classifier = FastloadImageClassifier(arch="resnet34", num_classes=5, checkpoint=str(path))
+    classifier.init_weights()
+    assert torch.equal(classifier.net.layer4[2].conv2.weight, network.layer4[2].conv2.weight)

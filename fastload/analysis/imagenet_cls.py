@@ -129,7 +129,6 @@ def _imagenet_cls(checkpoint, beton_dir, out: Path, *, epochs, max_iters, lr, mo
     if len(indexes["train"]) < batch_size:
         raise UsageError(f"--batch-size {batch_size} is more than the {len(indexes['train'])} train images of "
                          f"{betons['train']}: lower --batch-size")
-    num_classes = indexes["train"].num_classes
     model, meta = load_model(checkpoint)
     kw = ex.loader_kwargs(meta)
     inputs = inputs_of({"model": checkpoint}, betons, seed,

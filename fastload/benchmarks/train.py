@@ -30,6 +30,7 @@ def synthetic_beton(folder, images: int, size: int, classes: int) -> str:
     import numpy as np
     from PIL import Image
 
+    from ..beton import beton_path
     from ..compile import CompileSettings, compile_imagenet
     from ..resources import imagenet_wnids
     root, rng = Path(folder) / "images", np.random.default_rng(0)

@@ -425,8 +425,11 @@ def wait_dead(pids, timeout=30) -> list:
 
 
 def start_holding_runner(tmp_path, plan, seeds, *extra):
+    # A shell that starts pytest in the background (`pytest &` in a script) makes it ignore SIGINT, and the
+    # runner would inherit that; a terminal's Ctrl-C reaches a runner whose SIGINT is at its default.
     proc = subprocess.Popen(reproduce_argv(tmp_path, plan, *extra), env=hold_env(tmp_path, 300), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # every evaluation holds its main process and 3 others
     wait_until(lambda: len(hold_pids(tmp_path)) == 4 * seeds, what="the held processes")
     return proc
